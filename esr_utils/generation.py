@@ -1,0 +1,220 @@
+"""Batched, seeded generation of many trials, each row with its own steering and its own sampler."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from esr_utils.models import LoadedModel, ModelSpec
+from esr_utils.prompts import chat_text
+from esr_utils.saes import SaeSlice, slice_sae
+from esr_utils.steering import Steering, plan_interventions
+
+__all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_chats"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; the defaults come from the model spec (`paper.md` §3.4)."""
+
+    temperature: float = 0.6
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 512
+
+    def __post_init__(self):
+        if self.temperature < 0 or self.repetition_penalty <= 0 or self.max_new_tokens < 1:
+            raise ValueError(f"invalid sampling settings: {self}")
+
+    @classmethod
+    def for_model(cls, spec: ModelSpec, *, calibration: bool = False, **overrides) -> "Sampling":
+        tokens = spec.calibration_max_new_tokens if calibration else spec.max_new_tokens
+        base = dict(temperature=spec.temperature, repetition_penalty=spec.repetition_penalty,
+                    max_new_tokens=tokens)
+        return cls(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One generation: a user prompt, what is done to the residual stream, and its own seed."""
+
+    prompt: str
+    steering: Steering = field(default_factory=Steering)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError(f"a trial needs a non-empty prompt, got {self.prompt!r}")
+
+    def trial_id(self, model: str, layer: int, sampling: Sampling) -> str:
+        """Stable id of everything that determines this trial's text."""
+        payload = dict(model=model, layer=layer, sampling=asdict(sampling), prompt=self.prompt,
+                       steering=asdict(self.steering), seed=self.seed)
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:16]
+
+
+class SeededSampler(LogitsProcessor):
+    """Samples each row with its own generator, so a trial's tokens depend only on its own seed.
+
+    It runs after transformers' repetition penalty; it draws exactly one uniform number per row
+    per step (inverse-CDF sampling), whatever the batch, and returns logits that are 0 at the
+    chosen token and -inf elsewhere, so greedy decoding then picks that token.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        self.seeds = [int(s) for s in seeds]
+        self.temperature = float(temperature)
+        self._generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._generators is None:
+            self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        if scores.shape[0] != len(self._generators):
+            raise RuntimeError(f"sampler has {len(self._generators)} seeds for {scores.shape[0]} rows")
+        draws = torch.stack([torch.rand((), generator=g, dtype=torch.float64)
+                             for g in self._generators])
+        if self.temperature == 0.0:
+            choice = scores.argmax(dim=-1).cpu()
+        else:
+            probs = torch.softmax(scores.detach().double().cpu() / self.temperature, dim=-1)
+            cdf = probs.cumsum(dim=-1)
+            cdf = cdf / cdf[:, -1:]
+            choice = torch.searchsorted(cdf, draws[:, None]).squeeze(1).clamp(max=scores.shape[1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(scores.shape[0]), choice.to(scores.device)] = 0.0
+        return out
+
+
+def tokenize_chats(tokenizer, prompts: Sequence[str]) -> dict:
+    """Chat-format user prompts and tokenize them as one left-padded batch."""
+    texts = [chat_text(tokenizer, p) for p in prompts]
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # the chat template already holds the special tokens, so add none
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _run_batch(model: LoadedModel, trials: Sequence[Trial], plan, layer: int, sampling: Sampling):
+    batch = tokenize_chats(model.tokenizer, [t.prompt for t in trials])
+    sampler = SeededSampler([t.seed for t in trials], sampling.temperature)
+    plan = plan.to(device=None if model.remote else model.device)
+    block = model.layer(layer)
+    with warnings.catch_warnings():
+        # an open `tracer.all()` loop always ends with this warning (ecosystem.md §1.2)
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        with model.lm.generate(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=False,
+            repetition_penalty=sampling.repetition_penalty,
+            logits_processor=LogitsProcessorList([sampler]),
+            pad_token_id=model.tokenizer.pad_token_id,
+            remote=model.remote,
+        ) as tracer:
+            with tracer.invoke(dict(batch)):
+                for _ in tracer.all():
+                    block.output = plan.apply(block.output)
+            with tracer.invoke():
+                ids = tracer.result.save()
+    new_tokens = ids[:, batch["input_ids"].shape[1]:].cpu()
+    return new_tokens
+
+
+def generate_trials(
+    model: LoadedModel,
+    trials: Sequence[Trial],
+    *,
+    sae=None,
+    sampling: Sampling | None = None,
+    layer: int | None = None,
+    batch_size: int = 8,
+    store=None,
+    progress: bool = True,
+    on_batch: Callable[[list[dict]], None] | None = None,
+) -> list[dict]:
+    """Generate every trial (skipping those already in `store`) and return one record per trial.
+
+    Args:
+        model: from `load_model`.
+        trials: what to generate; all inputs are checked before any generation starts.
+        sae: a sae-lens SAE or an `SaeSlice` holding every steered and ablated latent.
+        sampling: defaults to the model spec's settings.
+        layer: steering layer; defaults to the spec's.
+        batch_size: rows per forward pass; results do not depend on it.
+        store: a `ResultsStore`; records are appended as each batch finishes.
+        on_batch: called with each batch's records after they are stored.
+    """
+    spec = model.spec
+    layer = spec.check_layer(spec.steering_layer if layer is None else layer)
+    sampling = sampling or Sampling.for_model(spec)
+    if not trials:
+        raise ValueError("no trials to generate: the prompt or trial list is empty")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    steer_ids = {t.steering.latent_id for t in trials if t.steering.latent_id is not None}
+    ablate_ids = {k for t in trials for k in t.steering.ablate}
+    if sae is not None and not isinstance(sae, SaeSlice):
+        sae = slice_sae(sae, steer_ids, ablate_ids)
+    # a plan over all trials validates widths and ids up front
+    plan_interventions([t.steering for t in trials], sae, d_model=spec.d_model)
+
+    ids = [t.trial_id(spec.name, layer, sampling) for t in trials]
+    done = store.done_ids() if store is not None else set()
+    records = {r["trial_id"]: r for r in store.records()} if store is not None else {}
+    todo = [(i, t) for i, t in zip(ids, trials) if i not in done]
+    # batching similar lengths together wastes less padding; results do not depend on order
+    todo.sort(key=lambda it: len(it[1].prompt))
+    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc="generating",
+               unit="trial", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        rows = [t for _, t in chunk]
+        began = time.perf_counter()
+        plan = plan_interventions([t.steering for t in rows], sae, d_model=spec.d_model)
+        new_tokens = _run_batch(model, rows, plan, layer, sampling)
+        seconds = time.perf_counter() - began
+        batch_records = []
+        for (trial_id, trial), tokens in zip(chunk, new_tokens):
+            record = _record(model, trial, trial_id, tokens, layer, sampling)
+            record["batch_seconds"] = round(seconds, 3)
+            batch_records.append(record)
+            records[trial_id] = record
+        if store is not None:
+            store.append(batch_records)
+        if on_batch is not None:
+            on_batch(batch_records)
+        bar.update(len(chunk))
+    bar.close()
+    return [records[i] for i in ids]
+
+
+def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tensor, layer: int,
+            sampling: Sampling) -> dict:
+    tok = model.tokenizer
+    token_list = tokens.tolist()
+    eos = tok.eos_token_id
+    hit_eos = eos in token_list
+    if hit_eos:
+        token_list = token_list[: token_list.index(eos)]
+    return {
+        "trial_id": trial_id,
+        "model": model.spec.name,
+        "layer": layer,
+        "prompt": trial.prompt,
+        "latent_id": trial.steering.latent_id,
+        "boost": trial.steering.boost,
+        "ablate": list(trial.steering.ablate),
+        "seed": trial.seed,
+        **asdict(sampling),
+        "response": tok.decode(token_list, skip_special_tokens=True),
+        "n_new_tokens": len(token_list),
+        "hit_eos": hit_eos,
+    }

