@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from esr_utils.models import LoadedModel, ModelSpec

@@ -1,0 +1,106 @@
+"""Execute the book's notebooks with papermill under one profile.
+
+The chapter list is `book/_toc.yml` and nowhere else: every TOC entry under `notebooks/` is a
+source notebook `notebooks/<stem>.ipynb`, executed into `book/notebooks/<stem>.ipynb`.
+
+    python -m esr_utils.runner --profile smoke            # all chapters, in TOC order
+    python -m esr_utils.runner --profile cpu --only 01_steering_setup
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from esr_utils.config import PROFILES, notebook_parameters
+from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
+
+__all__ = ["toc_notebooks", "execute_notebook", "main"]
+
+
+def _toc_files(node) -> list[str]:
+    files = []
+    if isinstance(node, dict):
+        if "file" in node:
+            files.append(str(node["file"]))
+        for value in node.values():
+            if isinstance(value, (list, dict)):
+                files.extend(_toc_files(value))
+    elif isinstance(node, list):
+        for item in node:
+            files.extend(_toc_files(item))
+    return files
+
+
+def toc_notebooks(toc_path: Path = BOOK_DIR / "_toc.yml") -> list[str]:
+    """Stems of the executed chapters, in reading order, read from the book's TOC."""
+    toc = yaml.safe_load(toc_path.read_text())
+    stems = [Path(f).name.removesuffix(".ipynb") for f in _toc_files(toc)
+             if Path(f).parent.name == "notebooks"]
+    missing = [s for s in stems if not (NOTEBOOKS_DIR / f"{s}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"_toc.yml lists notebooks with no source in notebooks/: {missing}")
+    return stems
+
+
+def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOTEBOOKS_DIR,
+                     timeout_s: int = 3600, overrides: dict | None = None) -> float:
+    """Run one notebook under a profile; returns its wall time in seconds."""
+    import papermill
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    params = {**notebook_parameters(profile, stem), **(overrides or {})}
+    began = time.perf_counter()
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / f"{stem}.ipynb"),
+        str(output_dir / f"{stem}.ipynb"),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(output_dir),
+        execution_timeout=timeout_s,
+        progress_bar=False,
+        log_output=False,
+    )
+    return time.perf_counter() - began
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=PROFILES, default="cpu")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
+    parser.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    args = parser.parse_args(argv)
+
+    stems = toc_notebooks()
+    if args.only:
+        unknown = sorted(set(args.only) - set(stems))
+        if unknown:
+            parser.error(f"not in book/_toc.yml: {unknown}; chapters are {stems}")
+        stems = [s for s in stems if s in args.only]
+    report, failed = {}, []
+    for stem in stems:
+        print(f"[{args.profile}] {stem} ...", flush=True)
+        try:
+            seconds = execute_notebook(stem, args.profile)
+        except Exception as err:  # report every failing chapter, then fail the run
+            print(f"[{args.profile}] {stem} FAILED: {type(err).__name__}: {err}", flush=True)
+            failed.append(stem)
+            report[stem] = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]}
+            if not args.keep_going:
+                break
+            continue
+        print(f"[{args.profile}] {stem} done in {seconds:.0f} s", flush=True)
+        report[stem] = {"status": "ok", "seconds": round(seconds, 1)}
+    EXECUTED_NOTEBOOKS_DIR.mkdir(parents=True, exist_ok=True)
+    (EXECUTED_NOTEBOOKS_DIR / f"execution_report_{args.profile}.json").write_text(
+        json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
