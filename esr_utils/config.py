@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -87,9 +87,7 @@ class RunConfig:
         raise AttributeError(f"RunConfig has no field or parameter {name!r}")
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["params"] = _thaw(self.params)
-        return data
+        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "RunConfig":

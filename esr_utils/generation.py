@@ -139,6 +139,7 @@ def generate_trials(
     store=None,
     progress: bool = True,
     on_batch: Callable[[list[dict]], None] | None = None,
+    compute: str = "allow",
 ) -> list[dict]:
     """Generate every trial (skipping those already in `store`) and return one record per trial.
 
@@ -151,6 +152,7 @@ def generate_trials(
         batch_size: rows per forward pass; results do not depend on it.
         store: a `ResultsStore`; records are appended as each batch finishes.
         on_batch: called with each batch's records after they are stored.
+        compute: "allow", or "cache-only" to fail instead of generating what `store` lacks.
     """
     spec = model.spec
     layer = spec.check_layer(spec.steering_layer if layer is None else layer)
@@ -170,6 +172,10 @@ def generate_trials(
     done = store.done_ids() if store is not None else set()
     records = {r["trial_id"]: r for r in store.records()} if store is not None else {}
     todo = [(i, t) for i, t in zip(ids, trials) if i not in done]
+    if todo and compute == "cache-only":
+        where = store.path if store is not None else "no store"
+        raise RuntimeError(f"COMPUTE='cache-only' but {len(todo)} of {len(trials)} trials are not "
+                           f"in {where}; rerun with COMPUTE='allow' to generate them")
     # batching similar lengths together wastes less padding; results do not depend on order
     todo.sort(key=lambda it: len(it[1].prompt))
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc="generating",

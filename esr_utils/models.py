@@ -173,6 +173,11 @@ class LoadedModel:
     def tokenizer(self):
         return self.lm.tokenizer
 
+    @property
+    def hf(self):
+        """The underlying transformers module (weights on the meta device when remote)."""
+        return self.lm._module
+
     def layer(self, index: int):
         """The nnsight envoy of decoder block `index` (its output is the residual stream after it)."""
         return self.lm.model.layers[self.spec.check_layer(index)]
