@@ -167,7 +167,7 @@ class LoadedModel:
     lm: object  # nnsight.TransformersModel
     spec: ModelSpec
     device: str
-    remote: bool = False
+    remote: bool | str = False  # True runs on NDIF; "local" is nnsight's in-process simulation
 
     @property
     def tokenizer(self):
@@ -262,7 +262,9 @@ def load_model(
     if backend == "remote":
         if spec.sae.source == "embedded":
             raise ValueError("the embedded model runs locally only; use BACKEND='local'")
-        lm = TransformersModel(str(path or spec.hf_repo), task="text-generation")
+        source = str(path or spec.hf_repo)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        lm = TransformersModel(source, task="text-generation", tokenizer=tokenizer)
         return LoadedModel(lm=lm, spec=spec, device="remote", remote=True)
 
     device = resolve_device(device)

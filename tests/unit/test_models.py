@@ -1,0 +1,88 @@
+"""The model registry's paper settings, and loading paths up to the network boundary."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from esr_utils.activations import residual_norms
+from esr_utils.generation import Sampling, Trial, generate_trials
+from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, get_spec, load_model
+from esr_utils.steering import Steering
+
+# paper.md §3.1 (Table 1) and §4.2
+PAPER = {
+    "gemma-2-2b-it": (26, 16, "gemma-scope-2b-pt-res-canonical", (150.0, 75.0)),
+    "gemma-2-9b-it": (42, 26, "gemma-scope-9b-pt-res-canonical", (280.0, 280.0)),
+    "gemma-2-27b-it": (46, 22, "gemma-scope-27b-pt-res-canonical", (1500.0, 1500.0)),
+    "llama-3.1-8b-instruct": (32, 19, "goodfire-llama-3.1-8b-instruct", (10.0, 10.0)),
+    "llama-3.3-70b-instruct": (80, 33, "goodfire-llama-3.3-70b-instruct", (7.0, 5.0)),
+}
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_registry_matches_the_paper(name):
+    n_layers, layer, release, prior = PAPER[name]
+    spec = get_spec(name)
+    assert (spec.n_layers, spec.steering_layer, spec.sae.release, spec.threshold_prior) == (
+        n_layers, layer, release, prior)
+    assert spec.temperature == 0.6 and spec.max_new_tokens == 512
+    assert spec.calibration_max_new_tokens == 256
+
+
+def test_70b_steers_at_33_with_the_layer_50_sae():
+    spec = get_spec("llama-3.3-70b-instruct")
+    assert spec.steering_layer == 33 and spec.sae.layer == 50
+
+
+def test_embedded_model_is_steered_at_sixty_percent_depth():
+    spec = get_spec(EMBEDDED_MODEL)
+    assert spec.depth == pytest.approx(0.6)
+    assert get_spec("smollm2") is spec
+
+
+def test_layer_check_names_the_range():
+    with pytest.raises(ValueError, match=r"layers 0\.\.29"):
+        get_spec(EMBEDDED_MODEL).check_layer(30)
+
+
+def test_second_load_of_the_embedded_model_uses_the_dense_cache():
+    """The GGUF is dequantized once; later loads read the cached transformers folder."""
+    model = load_model(EMBEDDED_MODEL, device="cpu")
+    assert model.hf.config.num_hidden_layers == 30
+    assert model.hf.model.embed_tokens.weight.dtype.is_floating_point
+
+
+def test_remote_backend_builds_a_weightless_client(tiny_model_dir, tiny_spec):
+    """The NDIF path up to the network: a meta-device model from the config, no weights."""
+    client = load_model(tiny_spec, backend="remote", path=tiny_model_dir)
+    assert client.remote is True and client.device == "remote"
+    assert next(client.hf.parameters()).device.type == "meta"
+
+
+def test_embedded_model_cannot_run_remotely():
+    with pytest.raises(ValueError, match="runs locally only"):
+        load_model(EMBEDDED_MODEL, backend="remote")
+
+
+def test_bad_backend_is_named():
+    with pytest.raises(ValueError, match="BACKEND must be 'local' or 'remote'"):
+        load_model(EMBEDDED_MODEL, backend="gpu")
+
+
+def test_remote_payload_survives_nnsight_serialization(tiny_model, tiny_sae):
+    """nnsight's in-process remote simulation serializes our steering and sampler like NDIF."""
+    trials = [Trial("Hi there?", Steering(3, 2.0, ablate=(1,)), seed=1), Trial("Hello?", seed=2)]
+    sampling = Sampling(max_new_tokens=6)
+    local = generate_trials(tiny_model, trials, sae=tiny_sae, sampling=sampling, progress=False)
+    simulated = dataclasses.replace(tiny_model, remote="local")
+    remote = generate_trials(simulated, trials, sae=tiny_sae, sampling=sampling, progress=False)
+    assert [r["response"] for r in remote] == [r["response"] for r in local]
+    norms = residual_norms(simulated, ["Hi there?"], [1, 2])
+    assert norms[2][0].shape == residual_norms(tiny_model, ["Hi there?"], [2])[2][0].shape
+
+
+def test_every_registry_entry_has_a_steering_layer_inside_the_model():
+    for spec in MODEL_REGISTRY.values():
+        spec.check_layer(spec.steering_layer)
