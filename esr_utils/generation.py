@@ -18,7 +18,8 @@ from esr_utils.prompts import chat_text
 from esr_utils.saes import SaeSlice, slice_sae
 from esr_utils.steering import Steering, plan_interventions
 
-__all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_chats"]
+__all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_chats",
+           "tokenize_texts"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class SeededSampler(LogitsProcessor):
 
 def tokenize_chats(tokenizer, prompts: Sequence[str]) -> dict:
     """Chat-format user prompts and tokenize them as one left-padded batch."""
-    texts = [chat_text(tokenizer, p) for p in prompts]
+    return tokenize_texts(tokenizer, [chat_text(tokenizer, p) for p in prompts])
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str]) -> dict:
+    """Tokenize already chat-formatted texts as one left-padded batch."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from esr_utils.paths import DATA_DIR
 
-__all__ = ["load_prompts", "chat_text"]
+__all__ = ["load_prompts", "chat_text", "conversation_text"]
 
 
 def load_prompts(name: str = "eval") -> list[str]:
@@ -29,3 +29,10 @@ def chat_text(tokenizer, user_message: str) -> str:
         raise ValueError("empty prompt")
     messages = [{"role": "user", "content": user_message}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def conversation_text(tokenizer, user_message: str, response: str) -> str:
+    """A whole exchange (user turn, then the model's answer) in the model's chat template."""
+    messages = [{"role": "user", "content": user_message},
+                {"role": "assistant", "content": response}]
+    return tokenizer.apply_chat_template(messages, tokenize=False)

@@ -1,0 +1,113 @@
+"""Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters.
+
+Relevance has two readings (`paper.md` §3.3), both implemented:
+
+* "prompt-tokens" (the upstream code): keep a latent only if it never fires on any prompt token;
+* "response-top-k" (the paper's text): drop the `k` latents most active, on average, in the
+  unsteered answers to each prompt.
+
+Concreteness needs labels. With an API key an LLM grader can rate them (chapter 2 states which
+grader a run used); offline we use a documented proxy on the label store: how much a latent's
+top-activating tokens and promoted tokens are content words rather than punctuation, fragments
+or function words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from esr_utils.generation import tokenize_texts
+from esr_utils.models import LoadedModel
+
+__all__ = ["sample_candidates", "latent_activation_stats", "relevant_by_prompt_tokens",
+           "relevant_by_response_top_k", "concreteness_proxy", "select_latents"]
+
+_STOPWORDS = set("""a an and are as at be been but by can do does for from had has have he her his
+i if in into is it its me my no not of on or our she so than that the their them then there
+these they this to up us was we were what when which who will with you your how also just
+""".split())
+_WORD = re.compile(r"^[A-Za-z]{3,}$")
+
+
+def sample_candidates(d_sae: int, n: int, seed: int, exclude: Sequence[int] = ()) -> list[int]:
+    """`n` distinct random latent ids (reproducible from `seed`), none of `exclude`."""
+    pool = np.setdiff1d(np.arange(d_sae), np.asarray(list(exclude), dtype=int))
+    if n > len(pool):
+        raise ValueError(f"asked for {n} candidates but only {len(pool)} latents are eligible")
+    return sorted(np.random.default_rng(seed).choice(pool, size=n, replace=False).tolist())
+
+
+@torch.no_grad()
+def latent_activation_stats(model: LoadedModel, sae, texts: Sequence[str], layer: int,
+                            batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text, each latent's max and mean activation over its tokens: two [n_texts, d_sae].
+
+    `texts` are already chat-formatted. The first position is left out: its residual norm is an
+    outlier (chapter 1) and SAEs fire on it in ways unrelated to content.
+    """
+    layer = model.spec.check_layer(layer)
+    maxima, means = [], []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenize_texts(model.tokenizer, texts[start:start + batch_size])
+        with model.lm.trace(dict(batch), remote=model.remote):
+            hidden = model.layer(layer).output.save()
+        mask = batch["attention_mask"].bool()
+        for row in range(hidden.shape[0]):
+            h = hidden[row][mask[row]][1:].to(sae.W_enc.device, sae.W_enc.dtype)
+            acts = sae.encode(h)
+            maxima.append(acts.amax(dim=0).float().cpu())
+            means.append(acts.mean(dim=0).float().cpu())
+    return torch.stack(maxima), torch.stack(means)
+
+
+def relevant_by_prompt_tokens(candidates: Sequence[int], prompt_max: torch.Tensor) -> list[int]:
+    """Upstream reading: keep latents whose activation is exactly 0 on every prompt token."""
+    silent = (prompt_max == 0).all(dim=0)
+    return [k for k in candidates if bool(silent[k])]
+
+
+def relevant_by_response_top_k(candidates: Sequence[int], response_mean: torch.Tensor,
+                               k: int = 100) -> list[int]:
+    """Paper reading: drop the top-`k` latents by mean activation in each unsteered answer."""
+    top = set(response_mean.topk(min(k, response_mean.shape[1]), dim=1).indices.flatten().tolist())
+    return [c for c in candidates if c not in top]
+
+
+def concreteness_proxy(entry: dict) -> float:
+    """Offline stand-in for the paper's LLM concreteness rating, 0–100, from a label entry.
+
+    Half from the top-activating tokens (share that are content words), half from the promoted
+    tokens (share that are content words). A latent firing on "violin", "cello", "orchestra" and
+    promoting "music" scores high; one firing on commas and "the" scores low.
+    """
+    def content(pieces):
+        words = [p.strip().lower() for p in pieces]
+        good = [w for w in words if _WORD.match(w) and w not in _STOPWORDS]
+        return len(good) / len(words) if words else 0.0
+
+    fired = content(ex["token"] for ex in entry.get("top", []))
+    promoted = content(entry.get("promoted", []))
+    return round(100 * (fired + promoted) / 2, 1)
+
+
+def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],
+                   concreteness: dict[int, float] | None, n: int,
+                   min_concreteness: float | str = "median") -> list[int]:
+    """The first `n` candidates passing both filters, in candidate order (as upstream).
+
+    `min_concreteness` is a number, or "median" (the paper: drop labels below the median rating).
+    `concreteness=None` skips that filter (SAEs without labels).
+    """
+    keep = [c for c in candidates if c in set(relevant)]
+    if concreteness is not None:
+        rated = [concreteness[c] for c in keep if c in concreteness]
+        cut = float(np.median(rated)) if min_concreteness == "median" and rated \
+            else float(min_concreteness if min_concreteness != "median" else 0)
+        keep = [c for c in keep if concreteness.get(c, -1.0) >= cut]
+    if len(keep) < n:
+        raise ValueError(f"only {len(keep)} candidates pass the filters, {n} wanted: sample more")
+    return keep[:n]
