@@ -21,17 +21,17 @@ _TRACKED_PACKAGES = ("esr_utils", "torch", "transformers", "nnsight", "sae-lens"
 
 
 class ResultsStore:
-    """One folder per run config; `trials.jsonl` holds one line per finished trial.
+    """One folder per run config; `<name>.jsonl` (default `trials.jsonl`) holds one line per trial.
 
     Lines are only ever appended, each batch flushed to disk as it finishes. A line torn by a
     crash (the last line without its newline) is dropped on the next open, with a warning, so a
     rerun regenerates that trial and the store still holds each trial once.
     """
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, name: str = "trials"):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / "trials.jsonl"
+        self.path = self.directory / f"{name}.jsonl"
         self._repair()
 
     def _repair(self) -> None:
