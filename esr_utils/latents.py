@@ -95,9 +95,10 @@ def concreteness_proxy(entry: dict) -> float:
 
 
 def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],
-                   concreteness: dict[int, float] | None, n: int,
+                   concreteness: dict[int, float] | None, n: int | None = None,
                    min_concreteness: float | str = "median") -> list[int]:
-    """The first `n` candidates passing both filters, in candidate order (as upstream).
+    """The first `n` candidates passing both filters (all of them if `n` is None), in candidate
+    order (as upstream).
 
     `min_concreteness` is a number, or "median" (the paper: drop labels below the median rating).
     `concreteness=None` skips that filter (SAEs without labels).
@@ -108,6 +109,8 @@ def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],
         cut = float(np.median(rated)) if min_concreteness == "median" and rated \
             else float(min_concreteness if min_concreteness != "median" else 0)
         keep = [c for c in keep if concreteness.get(c, -1.0) >= cut]
+    if n is None:
+        return keep
     if len(keep) < n:
         raise ValueError(f"only {len(keep)} candidates pass the filters, {n} wanted: sample more")
     return keep[:n]
