@@ -1,0 +1,110 @@
+"""Re-grading stored records from the command line: fields kept, resumable, errors recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from esr_utils.judging import Attempt, JudgeInput, Verdict
+from esr_utils.judging.__main__ import main
+from esr_utils.judging.regrade import read_jsonl, regrade_file
+
+
+class CountingJudge:
+    """A stand-in judge that scores by response length and fails on a marker, counting calls."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def judge(self, item: JudgeInput) -> Verdict:
+        self.calls += 1
+        if "FAIL" in item.response:
+            return Verdict(error="judge call failed: HTTP 500", raw="boom", judge=self.name)
+        return Verdict(attempts=(Attempt(item.response, float(len(item.response))),),
+                       judge=self.name)
+
+    def judge_many(self, items, *, progress=False):
+        return [self.judge(i) for i in items]
+
+
+def write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+RECORDS = [{"trial_id": f"t{i}", "prompt": "p", "response": "r" * (i + 1), "label": "L",
+            "seed": i} for i in range(5)]
+
+
+def test_regrade_adds_verdict_fields_and_keeps_the_rest(tmp_path):
+    write(tmp_path / "in.jsonl", RECORDS)
+    counts = regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                          progress=False)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert counts == {"total": 5, "skipped": 0, "graded": 5, "errors": 0}
+    assert [r["seed"] for r in out] == list(range(5))
+    assert out[2]["attempts"] == [{"text": "rrr", "score": 3.0}] and out[2]["judge_error"] is None
+
+
+def test_regrade_resumes_after_a_crash_without_regrading(tmp_path):
+    """A re-run after an interruption must grade only what is missing, and drop a torn line."""
+    write(tmp_path / "in.jsonl", RECORDS)
+    first = CountingJudge()
+    regrade_file(first, tmp_path / "in.jsonl", tmp_path / "out.jsonl", chunk=2, progress=False)
+    lines = (tmp_path / "out.jsonl").read_text().splitlines(keepends=True)
+    # keep two finished records and half of the third, as a kill mid-write would
+    (tmp_path / "out.jsonl").write_text("".join(lines[:2]) + lines[2][:15])
+    second = CountingJudge()
+    counts = regrade_file(second, tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=False)
+    assert second.calls == 3 and counts["skipped"] == 2
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert sorted(r["trial_id"] for r in out) == [f"t{i}" for i in range(5)]
+
+
+def test_judge_errors_are_recorded_and_can_be_retried(tmp_path):
+    records = RECORDS[:2] + [{"prompt": "p", "response": "FAIL please", "label": ""}]
+    write(tmp_path / "in.jsonl", records)
+    counts = regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                          progress=False)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert counts["errors"] == 1
+    failed = [r for r in out if r["judge_error"]]
+    assert failed[0]["judge_raw"] == "boom" and failed[0]["attempts"] is None
+    judge = CountingJudge()
+    regrade_file(judge, tmp_path / "in.jsonl", tmp_path / "out.jsonl", retry_errors=True,
+                 progress=False)
+    assert judge.calls == 1 and len(read_jsonl(tmp_path / "out.jsonl")) == 3
+
+
+def test_cli_offline_judge_end_to_end(tmp_path, capsys):
+    """`python -m esr_utils.judging --judge offline` grades a self-correction into two attempts."""
+    write(tmp_path / "in.jsonl", [{"prompt": "Explain how to make a good cup of coffee.",
+                                  "response": "The Eiffel Tower was finished in 1889 for the "
+                                  "World's Fair. Wait, that's not right. Grind fresh beans, "
+                                  "use water just off the boil, and brew for four minutes.",
+                                  "label": "Paris landmarks", "latent_id": 7}])
+    assert main(["--judge", "offline", "--in", str(tmp_path / "in.jsonl"),
+                 "--out", str(tmp_path / "out.jsonl"), "--quiet"]) == 0
+    (record,) = read_jsonl(tmp_path / "out.jsonl")
+    assert record["latent_id"] == 7 and record["judge"] == "offline"
+    assert len(record["attempts"]) == 2
+    assert record["attempts"][1]["score"] > record["attempts"][0]["score"]
+    assert "1 graded" in capsys.readouterr().err
+
+
+def test_cli_missing_key_is_a_clear_error_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    write(tmp_path / "in.jsonl", RECORDS)
+    code = main(["--judge", "anthropic:claude-haiku-4-5-20251001", "--in",
+                 str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl")])
+    assert code == 2 and "ANTHROPIC_API_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_records_without_prompt_or_response_are_refused(tmp_path):
+    write(tmp_path / "in.jsonl", [{"response": "x"}])
+    with pytest.raises(KeyError, match="prompt"):
+        regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                     progress=False)

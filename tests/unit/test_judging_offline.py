@@ -1,0 +1,135 @@
+"""The offline judge: restart segmentation on hand-written examples, scoring with the bundled
+embedding model, the repetition penalty, and the calibration fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esr_utils.judging import JudgeInput, OfflineJudge, strict_offline_judge
+from esr_utils.judging.calibration import Calibration, fit_logistic, split_prompts
+from esr_utils.judging.offline import repetition
+from esr_utils.judging.segmenting import is_restart, split_attempts
+
+FRACTIONS = ("To add two fractions, first find a common denominator. Rewrite each fraction with "
+             "that denominator, add the numerators, and keep the denominator. Finally, simplify "
+             "the result if the numerator and denominator share a factor.")
+HAWAII = ("Hawaii's beaches are famous for their golden sand and turquoise water. Visitors "
+          "often plan a day of snorkelling, followed by a sunset luau with live music.")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Apple! No, wait! Orange", ["Apple!", "Orange"]),
+    (f"{HAWAII} Wait, that's not right. {FRACTIONS}", [HAWAII, FRACTIONS]),
+    (f"{HAWAII}\n\nLet me try again.\n\n{FRACTIONS}", [HAWAII, FRACTIONS]),
+    (f"{HAWAII} Actually, I made a mistake. {FRACTIONS}", [HAWAII, FRACTIONS]),
+    (f"{HAWAII} I'd like to revise my answer. {FRACTIONS}", [HAWAII, FRACTIONS]),
+    (f"{HAWAII} **Oops, I got off topic.** {FRACTIONS}", [HAWAII, FRACTIONS]),
+    (f"{HAWAII} Let’s start over. {FRACTIONS}", [HAWAII, FRACTIONS]),  # curly apostrophe
+    (f"{HAWAII} Wait, that's wrong. {HAWAII} Scratch that. {FRACTIONS}",
+     [HAWAII, HAWAII, FRACTIONS]),
+])
+def test_explicit_restarts_split_and_are_dropped(text, expected):
+    assert split_attempts(text) == expected
+
+
+@pytest.mark.parametrize("sentence", [
+    "Wait until the glue dries before you sand it.",
+    "Actually, this is the step most people skip.",
+    "If you make a mistake, you can simply start over.",
+    "Let me know if you want to try again with other numbers.",
+    "Let's try it again with a bigger number: 3/4 + 1/8.",
+    "Wait, there's one more thing to keep in mind.",
+    "That is not the only way to do it.",
+])
+def test_ordinary_wait_and_actually_sentences_are_not_restarts(sentence):
+    """Elaboration and instructions that use restart words must not split an answer."""
+    assert not is_restart(sentence)
+    assert split_attempts(f"{FRACTIONS} {sentence} {FRACTIONS}") == [
+        f"{FRACTIONS} {sentence} {FRACTIONS}"]
+
+
+def test_leading_restart_gives_one_attempt_and_restart_only_gives_none():
+    """As the paper's judge is told: a leading "let me try again" is not an empty attempt."""
+    assert split_attempts(f"Let me try again. {FRACTIONS}") == [FRACTIONS]
+    assert split_attempts("Wait, that's not right.") == []
+    assert split_attempts("") == []
+
+
+def test_repetition_is_zero_for_prose_and_high_for_loops():
+    assert repetition(FRACTIONS) < 0.05
+    assert repetition("denominator " * 40) > 0.9
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return OfflineJudge()
+
+
+def test_on_topic_answer_scores_high_and_off_topic_low(judge):
+    prompt = "Explain how to add two fractions."
+    on = judge.judge(JudgeInput(prompt, FRACTIONS))
+    off = judge.judge(JudgeInput(prompt, HAWAII))
+    assert on.ok and len(on.attempts) == 1
+    assert on.scores[0] > 70 > 30 > off.scores[0]
+
+
+def test_self_correction_is_two_attempts_that_improve(judge):
+    """The Fig. 1 pattern: off-topic, explicit restart, on-topic → ESR."""
+    verdict = judge.judge(JudgeInput("Explain how to add two fractions.",
+                                     f"{HAWAII} Wait, I made a mistake! {FRACTIONS}",
+                                     label="Hawaiian tourism"))
+    assert [a.text for a in verdict.attempts] == [HAWAII, FRACTIONS]
+    assert verdict.scores[1] > verdict.scores[0] + 40
+
+
+def test_looping_on_topic_words_is_penalised(judge):
+    """Degenerate repetition of prompt words is not an answer, however similar it looks."""
+    prompt = "Explain how to add two fractions."
+    loop = "To add fractions, " + "fractions " * 40
+    assert judge.judge(JudgeInput(prompt, loop)).scores[0] < 20
+
+
+def test_offline_judge_never_raises(judge):
+    """A judge failure inside the loop becomes a recorded error."""
+
+    class Broken:
+        def encode(self, *args, **kwargs):
+            raise RuntimeError("embedding backend exploded")
+
+    broken = OfflineJudge(embedder=Broken())
+    (verdict,) = broken.judge_many([JudgeInput("p", "some response")])
+    assert not verdict.ok and "exploded" in verdict.error and verdict.raw == "some response"
+
+
+def test_strict_variant_only_splits_at_the_paper_examples(judge):
+    strict = strict_offline_judge(embedder=judge._embedder)
+    text = f"{HAWAII} Oops, I got off topic. {FRACTIONS}"
+    assert len(strict.segment(text)) == 1 and len(judge.segment(text)) == 2
+    assert len(strict.segment(f"{HAWAII} Let me try again. {FRACTIONS}")) == 2
+
+
+def test_logistic_fit_recovers_a_known_boundary():
+    """The calibration must come from data: simulate two classes with a known midpoint."""
+    # equal-variance Gaussian classes: the exact posterior is logistic with slope Δμ/σ² = 17.8
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.2, 0.15, 2000), rng.normal(0.6, 0.15, 2000)])
+    y = np.array([0] * 2000 + [1] * 2000)
+    slope, intercept = fit_logistic(x, y)
+    cal = Calibration(slope, intercept)
+    assert cal.midpoint == pytest.approx(0.4, abs=0.02)
+    assert slope == pytest.approx(0.4 / 0.15**2, rel=0.15)
+
+
+def test_shipped_calibration_separates_its_classes():
+    """Sanity of the shipped fit: off-topic similarities map low, on-topic ones high."""
+    cal = Calibration.load()
+    assert cal.slope > 0
+    assert cal.meta["n_on_topic"] >= 30 and cal.meta["n_off_topic"] >= 30
+    assert 0.0 < cal.midpoint < 1.0
+
+
+def test_prompt_split_is_disjoint_and_complete():
+    prompts = [f"p{i}" for i in range(38)]
+    calib, valid = split_prompts(prompts)
+    assert not set(calib) & set(valid) and sorted(calib + valid) == sorted(prompts)
