@@ -32,8 +32,12 @@ def main(argv=None) -> int:
     except (MissingAPIKey, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    counts = regrade_file(judge, args.in_path, args.out_path, chunk=args.chunk,
-                          retry_errors=args.retry_errors, progress=not args.quiet)
+    try:
+        counts = regrade_file(judge, args.in_path, args.out_path, chunk=args.chunk,
+                              retry_errors=args.retry_errors, progress=not args.quiet)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{judge.name}: {counts['graded']} graded, {counts['skipped']} already done, "
           f"{counts['errors']} judge errors -> {args.out_path}", file=sys.stderr)
     return 0

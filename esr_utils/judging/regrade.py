@@ -26,19 +26,26 @@ def _input(record: dict) -> JudgeInput:
                       str(record.get("label") or ""))
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Records from a JSONL file; a torn last line (an interrupted write) is skipped."""
+def read_jsonl(path: str | Path, *, strict: bool = False) -> list[dict]:
+    """Records from a JSONL file.
+
+    A line that is not JSON (a write torn by a crash) is skipped, or with `strict` raises a
+    `ValueError` naming the line: an input file should have none.
+    """
     path = Path(path)
     if not path.exists():
+        if strict:
+            raise FileNotFoundError(f"no such file: {path}")
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            if strict:
+                raise ValueError(f"{path}:{number} is not a JSON record ({exc})") from None
     return out
 
 
@@ -58,7 +65,7 @@ def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chu
 
     Returns counts: `total`, `skipped` (already graded), `graded`, `errors`.
     """
-    records = read_jsonl(in_path)
+    records = read_jsonl(in_path, strict=True)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     done = read_jsonl(out_path)

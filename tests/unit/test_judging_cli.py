@@ -108,3 +108,10 @@ def test_records_without_prompt_or_response_are_refused(tmp_path):
     with pytest.raises(KeyError, match="prompt"):
         regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
                      progress=False)
+
+
+def test_a_malformed_input_line_is_an_error_naming_the_line(tmp_path, capsys):
+    """Skipping bad input silently would shrink a run's denominators without anyone noticing."""
+    (tmp_path / "in.jsonl").write_text(json.dumps(RECORDS[0]) + "\n{\"prompt\": \"cut off\n")
+    assert main(["--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl")]) == 2
+    assert "in.jsonl:2" in capsys.readouterr().err
