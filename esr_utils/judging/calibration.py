@@ -15,7 +15,7 @@ import numpy as np
 
 from esr_utils.paths import DATA_DIR
 
-__all__ = ["Calibration", "CALIBRATION_PATH", "fit_logistic", "split_prompts"]
+__all__ = ["Calibration", "CALIBRATION_PATH", "fit_logistic", "fit_from_answers", "split_prompts"]
 
 CALIBRATION_PATH = DATA_DIR / "offline_judge_calibration.json"
 

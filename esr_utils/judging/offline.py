@@ -89,12 +89,17 @@ class OfflineJudge:
         self._vectors: dict[str, np.ndarray] = {}
 
     # embedding ------------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        """The sentence-embedding model, loaded on first use (share it between judges)."""
+        if self._embedder is None:
+            self._embedder = load_embedder()
+        return self._embedder
+
     def _embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
         if missing:
-            if self._embedder is None:
-                self._embedder = load_embedder()
-            vecs = self._embedder.encode(missing, batch_size=32, normalize_embeddings=True,
+            vecs = self.embedder.encode(missing, batch_size=32, normalize_embeddings=True,
                                          show_progress_bar=False, convert_to_numpy=True)
             self._vectors.update(zip(missing, vecs))
         return [self._vectors[t] for t in texts]

@@ -103,7 +103,7 @@ def test_offline_judge_never_raises(judge):
 
 
 def test_strict_variant_only_splits_at_the_paper_examples(judge):
-    strict = strict_offline_judge(embedder=judge._embedder)
+    strict = strict_offline_judge(embedder=judge.embedder)
     text = f"{HAWAII} Oops, I got off topic. {FRACTIONS}"
     assert len(strict.segment(text)) == 1 and len(judge.segment(text)) == 2
     assert len(strict.segment(f"{HAWAII} Let me try again. {FRACTIONS}")) == 2
