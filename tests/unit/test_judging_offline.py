@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from esr_utils.judging import JudgeInput, OfflineJudge, strict_offline_judge
 from esr_utils.judging.calibration import Calibration, fit_logistic, split_prompts
@@ -133,3 +135,28 @@ def test_prompt_split_is_disjoint_and_complete():
     prompts = [f"p{i}" for i in range(38)]
     calib, valid = split_prompts(prompts)
     assert not set(calib) & set(valid) and sorted(calib + valid) == sorted(prompts)
+
+
+def test_semantic_restart_option_catches_a_paraphrase_the_patterns_miss(judge):
+    """The optional embedding test splits at a paraphrased restart (off by default, see A2)."""
+    text = f"{HAWAII} Whoa, that was completely off-topic, my apologies. {FRACTIONS}"
+    semantic = OfflineJudge(semantic_restarts=True, embedder=judge.embedder)
+    assert len(judge.segment(text)) == 1
+    assert semantic.segment(text) == [HAWAII, FRACTIONS]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([
+    "Wait, that's not right.", "Let me try again.", "Add the numerators.", "Wait until it dries.",
+    "1.", "**Step two:**", "Hawaii is sunny!", "No, wait!", "\n\n", " ", "Why?", "keep going",
+    "Actually, I made a mistake.", ":"]), max_size=12), st.sampled_from([" ", "\n", ""]))
+def test_fuzz_segmentation_keeps_text_in_order(pieces, sep):
+    """Attempts are non-empty pieces of the response, in order, and never overlap."""
+    text = sep.join(pieces)
+    attempts = split_attempts(text)
+    position = 0
+    for attempt in attempts:
+        assert attempt and attempt == attempt.strip()
+        found = text.find(attempt, position)
+        assert found >= position
+        position = found + len(attempt)
