@@ -8,8 +8,8 @@ Relevance has two readings (`paper.md` §3.3), both implemented:
 
 Concreteness needs labels. With an API key an LLM grader can rate them (chapter 2 states which
 grader a run used); offline we use a documented proxy on the label store: how much a latent's
-top-activating tokens and promoted tokens are content words rather than punctuation, fragments
-or function words.
+top-activating tokens are whole content words rather than punctuation, fragments or function
+words.
 """
 
 from __future__ import annotations
@@ -77,21 +77,31 @@ def relevant_by_response_top_k(candidates: Sequence[int], response_mean: torch.T
     return [c for c in candidates if c not in top]
 
 
+def _whole_content_word(example: dict) -> bool:
+    """The example's token starts a word, is a whole word (the context does not continue it),
+    has three or more letters and is not a function word."""
+    token = example["token"]
+    word = token.strip().lower()
+    if not token.startswith(" ") or not _WORD.match(word) or word in _STOPWORDS:
+        return False
+    context = example.get("context", "")
+    close = context.find("]", context.find("["))
+    following = context[close + 1: close + 2] if close >= 0 else ""
+    return not following.isalpha()
+
+
 def concreteness_proxy(entry: dict) -> float:
     """Offline stand-in for the paper's LLM concreteness rating, 0–100, from a label entry.
 
-    Half from the top-activating tokens (share that are content words), half from the promoted
-    tokens (share that are content words). A latent firing on "violin", "cello", "orchestra" and
-    promoting "music" scores high; one firing on commas and "the" scores low.
+    The share of the latent's top-activating examples whose token is a whole content word: a
+    latent firing on " dog", " lion", " cat" scores high; one firing on commas, "the" or word
+    fragments (" comed" in "comedy") scores low. The promoted (logit-lens) tokens are left out:
+    for a 135M model they are mostly sub-word noise.
     """
-    def content(pieces):
-        words = [p.strip().lower() for p in pieces]
-        good = [w for w in words if _WORD.match(w) and w not in _STOPWORDS]
-        return len(good) / len(words) if words else 0.0
-
-    fired = content(ex["token"] for ex in entry.get("top", []))
-    promoted = content(entry.get("promoted", []))
-    return round(100 * (fired + promoted) / 2, 1)
+    examples = entry.get("top", [])
+    if not examples:
+        return 0.0
+    return round(100 * sum(_whole_content_word(ex) for ex in examples) / len(examples), 1)
 
 
 def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],

@@ -49,12 +49,15 @@ def test_response_top_k_filter_drops_the_most_active(tiny_model, planted_sae):
 
 
 def test_concreteness_proxy_orders_concrete_above_abstract():
-    concrete = {"top": [{"token": " violin"}, {"token": " cello"}, {"token": " viola"}],
-                "promoted": [" music", " orchestra", " strings"]}
-    abstract = {"top": [{"token": ","}, {"token": " the"}, {"token": "ing"}],
-                "promoted": [" and", ".", " of"]}
+    concrete = {"top": [{"token": " violin", "context": "a[ violin] and"},
+                        {"token": " cello", "context": "the[ cello]."},
+                        {"token": " viola", "context": "[ viola]"}]}
+    abstract = {"top": [{"token": ",", "context": "yes[,] no"},
+                        {"token": " the", "context": "in[ the] end"},
+                        {"token": " comed", "context": "a[ comed]y of"}]}
     assert concreteness_proxy(concrete) == 100.0
-    assert concreteness_proxy(abstract) < 20  # only the fragment "ing" passes as a word
+    assert concreteness_proxy(abstract) == 0.0  # the fragment " comed" continues as "comedy"
+    assert concreteness_proxy({"top": []}) == 0.0
 
 
 def test_select_keeps_candidate_order_and_applies_median_cut():
