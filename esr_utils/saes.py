@@ -1,4 +1,8 @@
-"""SAEs: the few rows a steering or ablation needs (`SaeSlice`), sliced from any sae-lens SAE."""
+"""SAEs: the few rows a steering or ablation needs (`SaeSlice`), sliced from any sae-lens SAE.
+
+Loading (`load_sae`, the shipped embedded SAE, Gemma Scope, Goodfire, disk folders) lives in
+`esr_utils.sae_loading` and is re-exported here; labels live in `esr_utils.labels`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,28 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["SaeSlice", "slice_sae"]
+__all__ = [
+    "SaeSlice",
+    "slice_sae",
+    "load_sae",
+    "save_embedded_sae",
+    "verify_sae_folder",
+    "check_latent_ids",
+    "CorruptSaeError",
+    "EMBEDDED_SAE_DIR",
+]
 
 _SLICEABLE = {"standard", "jumprelu"}
+
+
+def __getattr__(name):
+    # loaders live in `sae_loading` (imported lazily: it pulls in the model registry)
+    if name in {"load_sae", "save_embedded_sae", "verify_sae_folder", "check_latent_ids",
+                "CorruptSaeError", "EMBEDDED_SAE_DIR"}:
+        from esr_utils import sae_loading
+
+        return getattr(sae_loading, name)
+    raise AttributeError(f"module 'esr_utils.saes' has no attribute {name!r}")
 
 
 def _architecture(sae) -> str:
