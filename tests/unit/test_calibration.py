@@ -93,4 +93,4 @@ def test_bad_input():
 
 def test_prior_from_residual_norms():
     prior, bounds = boost_prior(median_norm=200.0, decoder_norm=0.5)
-    assert prior == (400.0, 400.0) and bounds == (0.0, 1600.0)
+    assert prior == (200.0, 200.0) and bounds == (0.0, 800.0)
