@@ -14,6 +14,7 @@ words.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Sequence
 
@@ -24,7 +25,8 @@ from esr_utils.generation import tokenize_texts
 from esr_utils.models import LoadedModel
 
 __all__ = ["sample_candidates", "latent_activation_stats", "relevant_by_prompt_tokens",
-           "relevant_by_response_top_k", "concreteness_proxy", "select_latents"]
+           "relevant_by_response_top_k", "concreteness_proxy", "grade_concreteness",
+           "select_latents"]
 
 _STOPWORDS = set("""a an and are as at be been but by can do does for from had has have he her his
 i if in into is it its me my no not of on or our she so than that the their them then there
@@ -102,6 +104,44 @@ def concreteness_proxy(entry: dict) -> float:
     if not examples:
         return 0.0
     return round(100 * sum(_whole_content_word(ex) for ex in examples) / len(examples), 1)
+
+
+_GRADER_SYSTEM = ("You rate short descriptions of sparse-autoencoder latents for how concrete and "
+                  "domain-specific they are. Reply with JSON only.")
+_GRADER_TASK = """Rate each latent label from 0 to 100: 0 = very abstract or general (grammar,
+punctuation, conversational moves such as "the assistant asks for clarification"), 100 = a very
+concrete, domain-specific topic or object (e.g. "Hawaiian tourism itineraries", "violin parts").
+Answer with a JSON list with one object per label, in the same order:
+[{"label": "...", "rating": 57}, ...]
+Labels:
+"""
+
+
+def grade_concreteness(labels: dict[int, str], backend, batch_size: int = 50) -> dict[int, float]:
+    """The paper's LLM concreteness rating (0–100) for labelled latents, `batch_size` per call.
+
+    `backend` is a judging backend (`complete(system, user) -> str`), e.g.
+    `AnthropicBackend("claude-sonnet-4-5-20250929")` as in the paper. A batch whose reply cannot be
+    read raises, naming the batch: upstream silently rated such batches 0, which biases selection.
+    """
+    ids = list(labels)
+    ratings: dict[int, float] = {}
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        reply = backend.complete(_GRADER_SYSTEM, _GRADER_TASK + json.dumps(
+            [labels[k] for k in chunk], ensure_ascii=False))
+        text = reply[reply.find("["): reply.rfind("]") + 1]
+        try:
+            rows = json.loads(text)
+            values = [float(row["rating"]) for row in rows]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"unreadable concreteness ratings for latents {chunk[0]}…"
+                             f"{chunk[-1]}: {err}; reply was {reply[:300]!r}") from None
+        if len(values) != len(chunk) or not all(0 <= v <= 100 for v in values):
+            raise ValueError(f"expected {len(chunk)} ratings in 0–100 for latents {chunk[0]}…"
+                             f"{chunk[-1]}, got {values[:10]}")
+        ratings.update(zip(chunk, values))
+    return ratings
 
 
 def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],

@@ -19,7 +19,7 @@ from esr_utils.judging.types import Attempt, Judge, JudgeInput, Verdict
 
 __all__ = ["Attempt", "Judge", "JudgeInput", "Verdict", "LLMJudge", "OfflineJudge", "JudgeCache",
            "MissingAPIKey", "BackendError", "parse_verdict", "make_judge", "parse_judge_spec",
-           "DEFAULT_ANTHROPIC_MODEL", "strict_offline_judge"]
+           "DEFAULT_ANTHROPIC_MODEL", "strict_offline_judge", "make_backend"]
 
 _OPENAI_SPEC = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
 
@@ -54,6 +54,18 @@ def strict_offline_judge(**kwargs) -> OfflineJudge:
                         semantic_restarts=False, name="offline:strict", **kwargs)
 
 
+def make_backend(spec: str, **backend_kwargs):
+    """The chat backend of an LLM spec ("anthropic:<model>" or "openai:<model>@<url>"), e.g. for
+    the concreteness grader; checks the API key now."""
+    parts = parse_judge_spec(spec)
+    if parts["kind"] == "anthropic":
+        return AnthropicBackend(parts["model"], **backend_kwargs)
+    if parts["kind"] == "openai":
+        return OpenAIBackend(parts["model"], parts["base_url"], **backend_kwargs)
+    raise ValueError(f"{spec!r} is not an LLM spec; use 'anthropic:<model>' or "
+                     "'openai:<model>@<base-url>'")
+
+
 def make_judge(spec, *, cache: JudgeCache | str | None = "default", max_concurrent: int = 8,
                **backend_kwargs) -> Judge:
     """A judge from a spec string, or from a `RunConfig` whose params hold `judge`.
@@ -68,10 +80,7 @@ def make_judge(spec, *, cache: JudgeCache | str | None = "default", max_concurre
         return OfflineJudge()
     if parts["kind"] == "offline:strict":
         return strict_offline_judge()
-    if parts["kind"] == "anthropic":
-        backend = AnthropicBackend(parts["model"], **backend_kwargs)
-    else:
-        backend = OpenAIBackend(parts["model"], parts["base_url"], **backend_kwargs)
+    backend = make_backend(spec, **backend_kwargs)
     if cache == "default":
         cache = JudgeCache(judge_id=backend.judge_id)
     elif cache is not None and not isinstance(cache, JudgeCache):

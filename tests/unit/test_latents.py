@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esr_utils.latents import (concreteness_proxy, latent_activation_stats,
-                               relevant_by_prompt_tokens, relevant_by_response_top_k,
+from esr_utils.latents import (concreteness_proxy, grade_concreteness,
+                               latent_activation_stats, relevant_by_prompt_tokens, relevant_by_response_top_k,
                                sample_candidates, select_latents)
 from esr_utils.prompts import chat_text
 
@@ -69,3 +69,30 @@ def test_select_keeps_candidate_order_and_applies_median_cut():
     assert select_latents([5, 4, 3], relevant=[3], concreteness=None, n=1) == [3]
     with pytest.raises(ValueError, match="only 1 candidates pass"):
         select_latents([5, 4, 3], relevant=[3], concreteness=None, n=2)
+
+
+class ScriptedBackend:
+    """Stands in for an LLM API at the backend boundary: replays canned replies."""
+
+    def __init__(self, *replies):
+        self.replies, self.prompts = list(replies), []
+
+    def complete(self, system, user):
+        self.prompts.append(user)
+        return self.replies.pop(0)
+
+
+def test_llm_concreteness_is_read_per_batch_in_order():
+    backend = ScriptedBackend('Sure! [{"label": "violin parts", "rating": 92}, '
+                              '{"label": "commas", "rating": 4}]',
+                              '```json\n[{"label": "rivers", "rating": 80}]\n```')
+    ratings = grade_concreteness({7: "violin parts", 3: "commas", 9: "rivers"}, backend,
+                                 batch_size=2)
+    assert ratings == {7: 92.0, 3: 4.0, 9: 80.0}
+    assert '"violin parts", "commas"' in backend.prompts[0]
+
+
+@pytest.mark.parametrize("reply", ["no idea", '[{"label": "x"}]', '[{"rating": 150}]', "[]"])
+def test_unreadable_concreteness_reply_raises_naming_the_batch(reply):
+    with pytest.raises(ValueError, match="latents 1…1"):
+        grade_concreteness({1: "x"}, ScriptedBackend(reply))
