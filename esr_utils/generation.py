@@ -174,9 +174,8 @@ def generate_trials(
     plan_interventions([t.steering for t in trials], sae, d_model=spec.d_model)
 
     ids = [t.trial_id(spec.name, layer, sampling) for t in trials]
-    done = store.done_ids() if store is not None else set()
     records = {r["trial_id"]: r for r in store.records()} if store is not None else {}
-    todo = [(i, t) for i, t in zip(ids, trials) if i not in done]
+    todo = [(i, t) for i, t in zip(ids, trials) if i not in records]
     if todo and compute == "cache-only":
         where = store.path if store is not None else "no store"
         raise RuntimeError(f"COMPUTE='cache-only' but {len(todo)} of {len(trials)} trials are not "
