@@ -24,7 +24,7 @@ import torch
 from esr_utils.generation import tokenize_texts
 from esr_utils.models import LoadedModel
 
-__all__ = ["sample_candidates", "latent_activation_stats", "relevant_by_prompt_tokens",
+__all__ = ["latent_pool", "sample_candidates", "latent_activation_stats", "relevant_by_prompt_tokens",
            "relevant_by_response_top_k", "concreteness_proxy", "grade_concreteness",
            "select_latents"]
 
@@ -33,6 +33,23 @@ i if in into is it its me my no not of on or our she so than that the their them
 these they this to up us was we were what when which who will with you your how also just
 """.split())
 _WORD = re.compile(r"^[A-Za-z]{3,}$")
+
+
+LATENT_POOLS = ("evaluation", "training")
+
+
+def latent_pool(kind: str, d_sae: int) -> np.ndarray:
+    """The latent ids a use may draw from: even ids for evaluation, odd ids for training.
+
+    Chapters that measure ESR steer only with evaluation latents; the fine-tuning chapter builds
+    its off-topic passages only with training latents, so no evaluated latent is ever trained on,
+    whichever SAE (and however many latents) a run uses.
+    """
+    if kind not in LATENT_POOLS:
+        raise ValueError(f"latent pool must be one of {LATENT_POOLS}, got {kind!r}")
+    if d_sae < 2:
+        raise ValueError(f"an SAE needs at least 2 latents to split into pools, got {d_sae}")
+    return np.arange(0 if kind == "evaluation" else 1, d_sae, 2)
 
 
 def sample_candidates(d_sae: int, n: int, seed: int, exclude: Sequence[int] = ()) -> list[int]:
