@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -13,8 +12,10 @@ import torch
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from esr_utils.config import check_compute
 from esr_utils.models import LoadedModel, ModelSpec
 from esr_utils.prompts import chat_text
+from esr_utils.provenance import describe_changes, digest, trial_provenance
 from esr_utils.saes import SaeSlice, slice_sae
 from esr_utils.steering import Steering, plan_interventions
 
@@ -24,15 +25,32 @@ __all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_ch
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings; the defaults come from the model spec (`paper.md` §3.4)."""
+    """Sampling settings; the defaults come from the model spec.
+
+    The paper states only the repetition penalty; temperature 0.6 and the 512-token limit
+    (256 during calibration) are those of the authors' released code.
+    """
 
     temperature: float = 0.6
     repetition_penalty: float = 1.1
     max_new_tokens: int = 512
 
     def __post_init__(self):
-        if self.temperature < 0 or self.repetition_penalty <= 0 or self.max_new_tokens < 1:
-            raise ValueError(f"invalid sampling settings: {self}")
+        for name in ("temperature", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"Sampling.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"Sampling.{name} must be finite, got {value!r}")
+        if self.temperature < 0:
+            raise ValueError(f"Sampling.temperature must be ≥ 0 (0 is greedy), got "
+                             f"{self.temperature}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"Sampling.repetition_penalty must be > 0 (1 is none), got "
+                             f"{self.repetition_penalty}")
+        tokens = self.max_new_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise ValueError(f"Sampling.max_new_tokens must be an int ≥ 1, got {tokens!r}")
 
     @classmethod
     def for_model(cls, spec: ModelSpec, *, calibration: bool = False, **overrides) -> "Sampling":
@@ -54,12 +72,24 @@ class Trial:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError(f"a trial needs a non-empty prompt, got {self.prompt!r}")
 
-    def trial_id(self, model: str, layer: int, sampling: Sampling) -> str:
-        """Stable id of everything that determines this trial's text."""
+    @property
+    def uses_sae(self) -> bool:
+        return self.steering.latent_id is not None or bool(self.steering.ablate)
+
+    def content_id(self, model: str, layer: int, sampling: Sampling) -> str:
+        """Id of what the trial asks for (its inputs), whatever code or SAE carries it out."""
         payload = dict(model=model, layer=layer, sampling=asdict(sampling), prompt=self.prompt,
                        steering=asdict(self.steering), seed=self.seed)
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha1(blob).hexdigest()[:16]
+        return digest(payload)[:16]
+
+    def trial_id(self, model: str, layer: int, sampling: Sampling,
+                 provenance: dict | None = None) -> str:
+        """Stable id of everything that determines this trial's text: its inputs and, when
+        given, the `provenance` (code, library versions, SAE and adapter hashes)."""
+        content = self.content_id(model, layer, sampling)
+        if provenance is None:
+            return content
+        return digest([content, provenance])[:16]
 
 
 class SeededSampler(LogitsProcessor):
@@ -114,7 +144,8 @@ def _run_batch(model: LoadedModel, trials: Sequence[Trial], plan, layer: int, sa
     plan = plan.to(device=None if model.remote else model.device)
     block = model.layer(layer)
     with warnings.catch_warnings():
-        # an open `tracer.all()` loop always ends with this warning (ecosystem.md §1.2)
+        # nnsight warns at the end of every open-ended `tracer.all()` loop that its last
+        # iteration was never reached: expected here, since generation decides when to stop
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         with model.lm.generate(
             max_new_tokens=sampling.max_new_tokens,
@@ -158,7 +189,11 @@ def generate_trials(
         store: a `ResultsStore`; records are appended as each batch finishes.
         on_batch: called with each batch's records after they are stored.
         compute: "allow", or "cache-only" to fail instead of generating what `store` lacks.
+
+    A stored trial is reused only if it was made by the same code (the modules on the
+    generation path), library versions, SAE and adapter: all are part of its `trial_id`.
     """
+    check_compute(compute)
     spec = model.spec
     layer = spec.check_layer(spec.steering_layer if layer is None else layer)
     sampling = sampling or Sampling.for_model(spec)
@@ -168,18 +203,23 @@ def generate_trials(
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     steer_ids = {t.steering.latent_id for t in trials if t.steering.latent_id is not None}
     ablate_ids = {k for t in trials for k in t.steering.ablate}
+    sae_for_key = sae  # the full SAE when given one: keys do not depend on slicing
     if sae is not None and not isinstance(sae, SaeSlice):
         sae = slice_sae(sae, steer_ids, ablate_ids)
     # a plan over all trials validates widths and ids up front
     plan_interventions([t.steering for t in trials], sae, d_model=spec.d_model)
 
-    ids = [t.trial_id(spec.name, layer, sampling) for t in trials]
+    with_sae = trial_provenance(spec, sae_for_key)
+    without_sae = {**with_sae, "sae": None}
+    provenances = [with_sae if t.uses_sae else without_sae for t in trials]
+    contents = [t.content_id(spec.name, layer, sampling) for t in trials]
+    ids = [t.trial_id(spec.name, layer, sampling, p) for t, p in zip(trials, provenances)]
     records = {r["trial_id"]: r for r in store.records()} if store is not None else {}
     todo = [(i, t) for i, t in zip(ids, trials) if i not in records]
     if todo and compute == "cache-only":
-        where = store.path if store is not None else "no store"
-        raise RuntimeError(f"COMPUTE='cache-only' but {len(todo)} of {len(trials)} trials are not "
-                           f"in {where}; rerun with COMPUTE='allow' to generate them")
+        raise RuntimeError(_cache_only_message(store, records, todo, ids, contents, provenances,
+                                               len(trials)))
+    extra = {i: {"content_id": c, "provenance": p} for i, c, p in zip(ids, contents, provenances)}
     # batching similar lengths together wastes less padding; results do not depend on order
     todo.sort(key=lambda it: len(it[1].prompt))
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc="generating",
@@ -195,6 +235,7 @@ def generate_trials(
         for (trial_id, trial), tokens in zip(chunk, new_tokens):
             record = _record(model, trial, trial_id, tokens, layer, sampling)
             record["batch_seconds"] = round(seconds, 3)
+            record.update(extra[trial_id])
             batch_records.append(record)
             records[trial_id] = record
         if store is not None:
@@ -204,6 +245,32 @@ def generate_trials(
         bar.update(len(chunk))
     bar.close()
     return [records[i] for i in ids]
+
+
+def _cache_only_message(store, records, todo, ids, contents, provenances, n_trials) -> str:
+    """Why a cache-only run cannot proceed: trials never made, or made by other code/SAE."""
+    where = store.path if store is not None else "no store"
+    by_content = {}
+    for r in records.values():
+        if "content_id" in r:
+            by_content.setdefault(r["content_id"], r)
+    position = {i: n for n, i in enumerate(ids)}
+    changes, outdated = {}, 0
+    for trial_id, _ in todo:
+        n = position[trial_id]
+        old = by_content.get(contents[n])
+        if old is not None:
+            outdated += 1
+            for change in describe_changes(old.get("provenance") or {}, provenances[n]):
+                changes[change] = changes.get(change, 0) + 1
+    message = f"COMPUTE='cache-only' but {len(todo)} of {n_trials} trials are not in {where}"
+    if outdated:
+        listed = "; ".join(f"{c} ({k} trials)" for c, k in changes.items()) or "unknown"
+        message += (f"; {outdated} of them are stored but were made by other code or inputs, "
+                    f"so they are outdated: {listed}")
+    elif records and not by_content:
+        message += "; the stored trials predate code fingerprints, so none can be reused"
+    return message + "; rerun with COMPUTE='allow' to generate them"
 
 
 def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tensor, layer: int,

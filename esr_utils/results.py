@@ -7,11 +7,12 @@ import os
 import platform
 import subprocess
 import time
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
+from esr_utils.judging.clients import call_counts
+from esr_utils.jsonl import JsonlLog, check_writable
 from esr_utils.paths import REPO_ROOT
 
 __all__ = ["ResultsStore", "package_versions", "write_run_card"]
@@ -21,58 +22,38 @@ _TRACKED_PACKAGES = ("esr_utils", "torch", "transformers", "nnsight", "sae-lens"
 
 
 class ResultsStore:
-    """One folder per run config; `<name>.jsonl` (default `trials.jsonl`) holds one line per trial.
+    """One folder per run config; `<name>.jsonl` (default `trials.jsonl`) holds one line per record.
 
-    Lines are only ever appended, each batch flushed to disk as it finishes. A line torn by a
-    crash (the last line without its newline) is dropped on the next open, with a warning, so a
-    rerun regenerates that trial and the store still holds each trial once.
+    Records are keyed by `key` (default `trial_id`); a record whose key is stored is never
+    written again. Lines are only ever appended, each batch fsynced as it finishes. A line torn
+    by a crash (the last line without its newline) is dropped on the next open, with a warning,
+    so a rerun produces that record again; a bad line elsewhere raises `CorruptFileError`
+    naming the file and line. The folder must be writable: that is checked on open, before any
+    work is done whose result could not be stored.
     """
 
-    def __init__(self, directory: str | Path, name: str = "trials"):
+    def __init__(self, directory: str | Path, name: str = "trials", *, key: str = "trial_id"):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / f"{name}.jsonl"
-        self._repair()
-
-    def _repair(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return
-        keep = data[: data.rfind(b"\n") + 1]
-        warnings.warn(f"dropping a torn last line from {self.path} (an interrupted write)",
-                      stacklevel=3)
-        self.path.write_bytes(keep)
+        self.key = key
+        check_writable(self.directory, self.path)
+        self._log = JsonlLog(self.path, key)
 
     def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with self.path.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return self._log.records()
+
+    def get(self, key: str) -> dict | None:
+        return self._log.get(key)
 
     def done_ids(self) -> set[str]:
-        return {r["trial_id"] for r in self.records()}
+        return self._log.keys()
 
-    def append(self, records: Iterable[dict]) -> None:
-        done = self.done_ids()
-        lines = []
-        for record in records:
-            if "trial_id" not in record:
-                raise KeyError("every record needs a 'trial_id'")
-            if record["trial_id"] in done:
-                continue
-            done.add(record["trial_id"])
-            lines.append(json.dumps(record, sort_keys=True) + "\n")
-        if not lines:
-            return
-        with self.path.open("a") as f:
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+    def append(self, records: Iterable[dict]) -> list[dict]:
+        """Store the records whose key is new; returns those written."""
+        return self._log.append(records)
 
     def __len__(self) -> int:
-        return len(self.records())
+        return len(self._log)
 
 
 def package_versions() -> dict[str, str]:
@@ -95,7 +76,8 @@ def _git_sha() -> str:
 
 
 def write_run_card(directory: str | Path, config: dict, timings: dict | None = None) -> Path:
-    """Write `run_card.json`: config, seeds, package versions, git revision, timings."""
+    """Write `run_card.json`: config, seeds, package versions, git revision, timings, and the
+    LLM judge calls this process made (calls, retries, failures by kind), if any."""
     card = {
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git": _git_sha(),
@@ -104,6 +86,7 @@ def write_run_card(directory: str | Path, config: dict, timings: dict | None = N
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count()},
         "timings_s": timings or {},
+        "judge_calls": call_counts(),
     }
     path = Path(directory) / "run_card.json"
     path.parent.mkdir(parents=True, exist_ok=True)

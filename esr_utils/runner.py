@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from esr_utils.config import PROFILES, notebook_parameters
+from esr_utils.config import PROFILES, check_parameters, notebook_parameters
 from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
 
 __all__ = ["toc_notebooks", "execute_notebook", "main"]
@@ -55,6 +55,7 @@ def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOT
 
     output_dir.mkdir(parents=True, exist_ok=True)
     params = {**notebook_parameters(profile, stem), **(overrides or {})}
+    check_parameters(profile, stem, params)
     began = time.perf_counter()
     papermill.execute_notebook(
         str(NOTEBOOKS_DIR / f"{stem}.ipynb"),
@@ -82,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"not in book/_toc.yml: {unknown}; chapters are {stems}")
         stems = [s for s in stems if s in args.only]
+    # every chapter's parameters are checked before the first one runs
+    try:
+        for stem in stems:
+            check_parameters(args.profile, stem)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     report, failed = {}, []
     for stem in stems:
         print(f"[{args.profile}] {stem} ...", flush=True)

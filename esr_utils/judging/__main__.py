@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {value}")
+    return value
+
+
 from esr_utils.judging import MissingAPIKey, make_judge
 from esr_utils.judging.regrade import regrade_file
 
@@ -19,8 +30,9 @@ def main(argv=None) -> int:
                              "openai:<model>@<base-url> (default: offline)")
     parser.add_argument("--in", dest="in_path", required=True, help="input JSONL")
     parser.add_argument("--out", dest="out_path", required=True, help="output JSONL (appended)")
-    parser.add_argument("--chunk", type=int, default=16, help="records per write")
-    parser.add_argument("--max-concurrent", type=int, default=8, help="parallel LLM calls")
+    parser.add_argument("--chunk", type=_positive_int, default=16, help="records per write")
+    parser.add_argument("--max-concurrent", type=_positive_int, default=8,
+                        help="parallel LLM calls")
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk cache")
     parser.add_argument("--retry-errors", action="store_true",
                         help="grade again the records of --out that have a judge_error")
@@ -38,8 +50,9 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    stale = f", {counts['stale']} outdated verdicts replaced" if counts["stale"] else ""
     print(f"{judge.name}: {counts['graded']} graded, {counts['skipped']} already done, "
-          f"{counts['errors']} judge errors -> {args.out_path}", file=sys.stderr)
+          f"{counts['errors']} judge errors{stale} -> {args.out_path}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import threading
 from pathlib import Path
 
+from esr_utils.jsonl import JsonlLog
 from esr_utils.judging.types import JudgeInput
 
 __all__ = ["JudgeCache", "default_cache_dir"]
@@ -22,7 +23,9 @@ class JudgeCache:
     """Append-only JSONL, one file per judge model; a rerun of the same grading costs nothing.
 
     Only the judge's raw text is stored, so a parser fix applies to cached grades too. Failed
-    calls (no raw text) are never stored, so they are retried on the next run.
+    calls (no raw text) are never stored, so they are retried on the next run. A line torn by a
+    crash is dropped on open (that item is graded again); a corrupt line elsewhere is an error
+    naming the file and line (`esr_utils.jsonl`).
     """
 
     def __init__(self, directory: str | Path | None = None, judge_id: str = "judge"):
@@ -32,18 +35,8 @@ class JudgeCache:
         self.path = self.directory / f"{safe}.jsonl"
         self.judge_id = judge_id
         self._lock = threading.Lock()
-        self._entries = self._load()
-
-    def _load(self) -> dict[str, str]:
-        entries = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a crash: that item is simply graded again
-                entries[row["key"]] = row["raw"]
-        return entries
+        self._log = JsonlLog(self.path, "key")
+        self._entries = {row["key"]: row["raw"] for row in self._log.records()}
 
     def key(self, item: JudgeInput, version: str = "") -> str:
         blob = json.dumps([self.judge_id, version, item.digest()]).encode()
@@ -58,8 +51,7 @@ class JudgeCache:
             if key in self._entries:
                 return
             self._entries[key] = raw
-            with self.path.open("a") as f:
-                f.write(json.dumps({"key": key, "raw": raw}) + "\n")
+            self._log.append([{"key": key, "raw": raw}])
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from esr_utils.judging.backends import Backend, BackendError
+from esr_utils.judging.clients import ChatClient, ClientError, count
 from esr_utils.judging.cache import JudgeCache
 from esr_utils.judging.parsing import parse_verdict
 from esr_utils.judging.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_user_message
@@ -17,33 +17,46 @@ __all__ = ["LLMJudge"]
 
 
 class LLMJudge:
-    """Grades with a chat model through `backend`, reusing `cache` hits.
+    """Grades with a chat model through `client`, reusing `cache` hits.
+
+    Every item gets a `Verdict`: a failed call or an unparsable grade is a recorded error (counted
+    in `clients.call_counts()`), never an exception and never a missing verdict.
 
     Args:
-        backend: an `AnthropicBackend` or `OpenAIBackend`.
+        client: an `AnthropicClient` or `OpenAIClient` (from `judging.clients`).
         cache: a `JudgeCache`, or None to disable caching.
-        max_concurrent: parallel calls in `judge_many` (the backend's rate limit still applies).
+        max_concurrent: parallel calls in `judge_many` (the client's rate limit still applies).
     """
 
-    def __init__(self, backend: Backend, *, cache: JudgeCache | None = None,
+    def __init__(self, client: ChatClient, *, cache: JudgeCache | None = None,
                  max_concurrent: int = 8):
-        self.backend = backend
-        self.name = backend.judge_id
+        self.client = client
+        self.backend = client  # the attribute's name before the rename
+        self.name = client.judge_id
         self.cache = cache
         self.max_concurrent = max(1, int(max_concurrent))
 
     def judge(self, item: JudgeInput) -> Verdict:
         raw = self.cache.get(item, PROMPT_VERSION) if self.cache is not None else None
-        if raw is None:
+        if raw is not None:
+            count(self.name, cache_hits=1)
+        else:
             try:
-                raw = self.backend.complete(SYSTEM_PROMPT, build_user_message(item))
-            except BackendError as exc:
+                raw = self.client.complete(SYSTEM_PROMPT, build_user_message(item))
+            except ClientError as exc:
                 return Verdict(error=f"judge call failed: {exc}", raw=exc.raw, judge=self.name)
             except Exception as exc:  # a judge must never stop the experiment loop
+                count(self.name, failed=1, unexpected=1)
                 return Verdict(error=f"judge call failed: {exc!r}", judge=self.name)
             if self.cache is not None:
                 self.cache.put(item, raw, PROMPT_VERSION)
-        return parse_verdict(raw, judge=self.name)
+        try:
+            verdict = parse_verdict(raw, judge=self.name)
+        except Exception as exc:  # a parser bug on a strange reply is still one recorded error
+            verdict = Verdict(error=f"grade could not be parsed: {exc!r}", raw=raw, judge=self.name)
+        if not verdict.ok:
+            count(self.name, unparsable=1)
+        return verdict
 
     def judge_many(self, items: Sequence[JudgeInput], *, progress: bool = False) -> list[Verdict]:
         """Grade all items, `max_concurrent` at a time; results in input order."""

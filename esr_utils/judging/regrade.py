@@ -1,17 +1,25 @@
-"""Re-grading stored records (JSONL in, JSONL out), resumable, with any judge."""
+"""Re-grading stored records (JSONL in, JSONL out), resumable, with any judge.
+
+Each graded record carries a `verdict_id`: a hash of its key, what the judge read, the judge's
+name and the judge's code (`esr_utils.provenance`). A verdict made by another judge or other
+judge code is never reused: it is graded again.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from esr_utils.jsonl import CorruptFileError, JsonlLog, iter_jsonl, read_jsonl
 from esr_utils.judging.types import Judge, JudgeInput
+from esr_utils.provenance import digest, verdict_provenance
 
-__all__ = ["record_key", "read_jsonl", "regrade_file", "judge_records"]
+__all__ = ["record_key", "read_jsonl", "read_input_records", "regrade_file", "judge_records",
+           "verdict_id", "CorruptFileError"]
+
+_MAX_PROBLEMS = 10
 
 
 def record_key(record: dict) -> str:
@@ -22,65 +30,103 @@ def record_key(record: dict) -> str:
 
 
 def _input(record: dict) -> JudgeInput:
-    return JudgeInput(str(record["prompt"]), str(record.get("response") or ""),
-                      str(record.get("label") or ""))
+    return JudgeInput(record["prompt"], record["response"], record.get("label") or "")
 
 
-def read_jsonl(path: str | Path, *, strict: bool = False) -> list[dict]:
-    """Records from a JSONL file.
+def _problem(record) -> str | None:
+    """What makes a record ungradable, or None."""
+    if not isinstance(record, dict):
+        return f"is a JSON {type(record).__name__}, not an object"
+    for field in ("prompt", "response"):
+        if field not in record:
+            return f"has no {field!r} field (keys: {sorted(record)})"
+        if not isinstance(record[field], str):
+            return f"has {field!r} = {record[field]!r}, not a string"
+    if not record["prompt"].strip():
+        return "has an empty 'prompt'"
+    if record.get("label") is not None and not isinstance(record["label"], str):
+        return f"has 'label' = {record['label']!r}, not a string"
+    return None
 
-    A line that is not JSON (a write torn by a crash) is skipped, or with `strict` raises a
-    `ValueError` naming the line: an input file should have none.
+
+def read_input_records(path: str | Path) -> list[dict]:
+    """Every record of an input file, all checked before any is graded.
+
+    A line that is not a JSON object, lacks `prompt` or `response`, or holds a null or
+    non-string one fails here, naming the file and each bad line (the first ten).
     """
     path = Path(path)
     if not path.exists():
-        if strict:
-            raise FileNotFoundError(f"no such file: {path}")
-        return []
-    out = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if strict:
-                raise ValueError(f"{path}:{number} is not a JSON record ({exc})") from None
-    return out
+        raise FileNotFoundError(f"no such file: {path}")
+    records, problems, unreadable = [], [], []
+    for number, record in iter_jsonl(path, errors=unreadable):
+        problem = _problem(record)
+        if problem:
+            problems.append((number, f"{path}:{number} {problem}"))
+        records.append(record)
+    problems += [(e.line, str(e).split("; fix")[0]) for e in unreadable]
+    problems = [text for _, text in sorted(problems)]
+    if problems:
+        more = len(problems) - _MAX_PROBLEMS
+        listed = "\n  ".join(problems[:_MAX_PROBLEMS]) + (f"\n  ... and {more} more" if more > 0
+                                                           else "")
+        raise ValueError(f"{path} cannot be graded; nothing was sent to the judge. Fix these "
+                         f"lines (each needs string fields 'prompt' and 'response'):\n  {listed}")
+    return records
+
+
+def verdict_id(record: dict, provenance: dict) -> str:
+    """Id of a verdict: the record's key, what the judge reads, and the judge (code included)."""
+    item = _input(record)
+    return digest([record_key(record), item.digest(), provenance])[:16]
 
 
 def judge_records(judge: Judge, records: Iterable[dict]) -> list[dict]:
-    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, ...) added."""
+    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, `verdict_id`, ...)."""
     records = list(records)
     for r in records:
-        if "prompt" not in r or "response" not in r:
-            raise KeyError(f"a record needs 'prompt' and 'response', got keys {sorted(r)}")
+        problem = _problem(r)
+        if problem:
+            raise ValueError(f"a record {problem}: it needs string fields 'prompt' and 'response'")
+    provenance = verdict_provenance(judge)
     verdicts = judge.judge_many([_input(r) for r in records])
-    return [{**r, **v.to_record()} for r, v in zip(records, verdicts)]
+    if len(verdicts) != len(records):  # a judge that drops items would lose verdicts silently
+        raise RuntimeError(f"{judge.name} returned {len(verdicts)} verdicts for {len(records)} "
+                           f"records")
+    return [{**r, **v.to_record(), "verdict_id": verdict_id(r, provenance),
+             "verdict_provenance": provenance} for r, v in zip(records, verdicts)]
 
 
 def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chunk: int = 16,
                  retry_errors: bool = False, progress: bool = True) -> dict:
     """Grade every record of `in_path` not yet in `out_path`, appending as each chunk finishes.
 
-    Returns counts: `total`, `skipped` (already graded), `graded`, `errors`.
+    The whole input is validated first. Verdicts in `out_path` made by another judge or other
+    judge code (or, with `retry_errors`, that hold a judge error) are dropped and graded again.
+    Returns counts: `total`, `skipped` (already graded), `graded`, `errors`, `stale`.
     """
-    records = read_jsonl(in_path, strict=True)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a whole number of records ≥ 1, got {chunk!r}")
+    records = read_input_records(in_path)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    done = read_jsonl(out_path)
-    if retry_errors:
-        done = [r for r in done if not r.get("judge_error")]
-    # rewrite first: drops a torn last line, and dropped error records when retrying
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in done))
-    os.replace(tmp, out_path)
-    seen = {record_key(r) for r in done}
+    provenance = verdict_provenance(judge)
+    log = JsonlLog(out_path, "verdict_id")  # drops a torn last line
+    done = log.records()
+    current = {verdict_id(r, provenance) for r in records}
+    keys = {record_key(r) for r in records}
+    # a verdict of one of these records by another judge or other code; others are kept as is
+    stale = [r for r in done if r.get("verdict_id") not in current and record_key(r) in keys]
+    stale_ids = {id(r) for r in stale}
+    keep = [r for r in done if id(r) not in stale_ids
+            and not (retry_errors and r.get("judge_error"))]
+    if len(keep) != len(done):
+        log.rewrite(keep)
     todo, queued = [], set()
     for r in records:
-        key = record_key(r)
-        if key not in seen and key not in queued:
-            queued.add(key)
+        vid = verdict_id(r, provenance)
+        if vid not in log and vid not in queued:
+            queued.add(vid)
             todo.append(r)
     bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="record",
                desc=f"regrading ({judge.name})", disable=not progress)
@@ -88,11 +134,8 @@ def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chu
     for start in range(0, len(todo), chunk):
         graded = judge_records(judge, todo[start:start + chunk])
         errors += sum(1 for g in graded if g["judge_error"])
-        with out_path.open("a") as f:
-            f.write("".join(json.dumps(g, sort_keys=True) + "\n" for g in graded))
-            f.flush()
-            os.fsync(f.fileno())
+        log.append(graded)
         bar.update(len(graded))
     bar.close()
     return {"total": len(records), "skipped": len(records) - len(todo), "graded": len(todo),
-            "errors": errors}
+            "errors": errors, "stale": len(stale)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_regrade_adds_verdict_fields_and_keeps_the_rest(tmp_path):
     counts = regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
                           progress=False)
     out = read_jsonl(tmp_path / "out.jsonl")
-    assert counts == {"total": 5, "skipped": 0, "graded": 5, "errors": 0}
+    assert counts == {"total": 5, "skipped": 0, "graded": 5, "errors": 0, "stale": 0}
     assert [r["seed"] for r in out] == list(range(5))
     assert out[2]["attempts"] == [{"text": "rrr", "score": 3.0}] and out[2]["judge_error"] is None
 
@@ -103,11 +104,62 @@ def test_cli_missing_key_is_a_clear_error_before_any_work(tmp_path, monkeypatch,
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_records_without_prompt_or_response_are_refused(tmp_path):
-    write(tmp_path / "in.jsonl", [{"response": "x"}])
-    with pytest.raises(KeyError, match="prompt"):
+@pytest.mark.parametrize("bad_line, message", [
+    ({"response": "x"}, "has no 'prompt' field"),
+    ({"prompt": "p"}, "has no 'response' field"),
+    ({"prompt": None, "response": "x"}, "has 'prompt' = None, not a string"),
+    ({"prompt": "p", "response": None}, "has 'response' = None, not a string"),
+    (["p", "r"], "holds a JSON list, not an object"),
+    ({"prompt": "p", "response": "r", "label": 3}, "has 'label' = 3"),
+])
+def test_the_whole_input_is_checked_before_the_first_call(tmp_path, bad_line, message):
+    """A bad record at line 41 must not fail after 40 paid calls, nor be graded as 'None'."""
+    write(tmp_path / "in.jsonl", RECORDS * 8 + [bad_line] + RECORDS)
+    judge = CountingJudge()
+    with pytest.raises(ValueError, match=rf"in\.jsonl:41 {re.escape(message)}"):
+        regrade_file(judge, tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=False)
+    assert judge.calls == 0 and not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_names_file_and_line_of_every_bad_record(tmp_path, capsys):
+    write(tmp_path / "in.jsonl", RECORDS[:2] + [{"response": "x"}])
+    with (tmp_path / "in.jsonl").open("a") as f:
+        f.write("{not json\n" + json.dumps(RECORDS[0]) + "\n")
+    assert main(["--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:3 has no 'prompt' field" in err and "in.jsonl:4 is not a JSON record" in err
+
+
+@pytest.mark.parametrize("chunk", ["-1", "0", "two"])
+def test_a_chunk_below_one_is_rejected_with_a_clear_message(tmp_path, capsys, chunk):
+    """`--chunk -1` used to print '1 graded' and write nothing; `0` raised a raw range() error."""
+    write(tmp_path / "in.jsonl", RECORDS[:1])
+    with pytest.raises(SystemExit) as exit_:
+        main(["--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+              "--chunk", chunk])
+    assert exit_.value.code == 2
+    assert "--chunk: must be a whole number ≥ 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="chunk must be a whole number of records ≥ 1"):
         regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl",
-                     progress=False)
+                     chunk=int(chunk) if chunk != "two" else 0, progress=False)
+
+
+def test_verdicts_of_other_judge_code_are_graded_again(tmp_path, monkeypatch):
+    """A change to the judge's code must not silently reuse its old verdicts."""
+    import esr_utils.judging.regrade as regrade
+
+    write(tmp_path / "in.jsonl", RECORDS[:3])
+    regrade_file(CountingJudge(), tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=False)
+    same = CountingJudge()
+    regrade_file(same, tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=False)
+    assert same.calls == 0
+    real = regrade.verdict_provenance
+    monkeypatch.setattr(regrade, "verdict_provenance",
+                        lambda judge: {**real(judge), "code": {"esr_utils.judging.x": "changed"}})
+    changed = CountingJudge()
+    counts = regrade_file(changed, tmp_path / "in.jsonl", tmp_path / "out.jsonl", progress=False)
+    assert changed.calls == 3 and counts["stale"] == 3
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 3  # the outdated verdicts were replaced
 
 
 def test_a_malformed_input_line_is_an_error_naming_the_line(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from esr_utils.judging import (JudgeCache, JudgeInput, LLMJudge, MissingAPIKey, make_judge,
                                parse_judge_spec)
-from esr_utils.judging.backends import AnthropicBackend, OpenAIBackend
+from esr_utils.judging.clients import AnthropicBackend, OpenAIBackend
 from esr_utils.judging.prompt import INSTRUCTIONS, SYSTEM_PROMPT
 
 ITEM = JudgeInput("Explain how to add two fractions.", "Surfing in Hawaii. Wait, that's not "
@@ -175,7 +175,7 @@ def test_judge_many_keeps_input_order_under_concurrency(keys):
 
 def test_rate_limiter_spaces_call_starts():
     """The paper's judge ran at 3 calls/s; the limiter must enforce the spacing."""
-    from esr_utils.judging.backends import _RateLimiter
+    from esr_utils.judging.clients import _RateLimiter
 
     clock, slept = [0.0], []
     limiter = _RateLimiter(4.0, clock=lambda: clock[0], sleep=slept.append)

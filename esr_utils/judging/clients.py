@@ -1,4 +1,9 @@
-"""Chat-completion backends over httpx: Anthropic's Messages API and OpenAI-compatible servers."""
+"""Chat-completion HTTP clients over httpx: Anthropic's Messages API and OpenAI-compatible servers.
+
+("Client", not "backend": in this project a backend is where the model runs, local or NDIF.)
+Every call is counted per judge in a process-wide tally (`call_counts()`), which the run card
+records: calls, HTTP requests, retries, and failures by kind.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,43 @@ import os
 import random
 import threading
 import time
+from collections import Counter
 from typing import Callable
 from urllib.parse import urlparse
 
 import httpx
 
-__all__ = ["MissingAPIKey", "BackendError", "Backend", "AnthropicBackend", "OpenAIBackend",
-           "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL"]
+__all__ = ["MissingAPIKey", "ClientError", "ChatClient", "AnthropicClient", "OpenAIClient",
+           "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL", "call_counts", "count",
+           "BackendError", "Backend", "AnthropicBackend", "OpenAIBackend"]
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
-DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge (`paper.md` §5)
+DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge, Claude 4.5 Haiku (§2.1)
 # 429 rate limit, 408 timeout, 409 lock, 5xx server trouble, 529 Anthropic "overloaded"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 
 
+_COUNTS: dict[str, Counter] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def count(judge_id: str, **increments: int) -> None:
+    """Add to the process-wide tally of `judge_id` (thread-safe)."""
+    with _COUNTS_LOCK:
+        _COUNTS.setdefault(judge_id, Counter()).update(increments)
+
+
+def call_counts() -> dict[str, dict[str, int]]:
+    """Per judge: calls, requests, retries, ok, failed, and failures by kind, in this process."""
+    with _COUNTS_LOCK:
+        return {judge: dict(sorted(c.items())) for judge, c in sorted(_COUNTS.items())}
+
+
 class MissingAPIKey(RuntimeError):
-    """Raised when a backend is built without its key, before any grading starts."""
+    """Raised when a client is built without its key, before any grading starts."""
 
 
-class BackendError(RuntimeError):
+class ClientError(RuntimeError):
     """A call that failed for good; `raw` holds the last response body, if any."""
 
     def __init__(self, message: str, raw: str | None = None):
@@ -52,8 +75,17 @@ class _RateLimiter:
             self._sleep(start - now)
 
 
-class Backend:
-    """Sends one system + user message and returns the reply text, retrying transient failures."""
+def _failure_kind(status: int) -> str:
+    return "http_429" if status == 429 else "http_5xx" if status >= 500 else f"http_{status}"
+
+
+class ChatClient:
+    """Sends one system + user message and returns the reply text, retrying transient failures.
+
+    Timeouts, dropped connections, 408/409/429/5xx and 200 replies that are garbage (not the
+    API's JSON) or empty are retried, at most `max_retries` times with backoff; then, or at once
+    for any other 4xx, `complete` raises `ClientError`.
+    """
 
     provider = "base"
 
@@ -89,29 +121,45 @@ class Backend:
         return min(self.backoff * 2 ** attempt, self.max_backoff) * (0.5 + random.random() / 2)
 
     def complete(self, system: str, user: str) -> str:
-        """The reply text; raises `BackendError` once retries are spent or on a client error."""
+        """The reply text; raises `ClientError` once retries are spent or on a client error."""
         url, headers, payload = self._request(system, user)
-        last_raw = None
+        last_raw, problem = None, ""
+        count(self.judge_id, calls=1)
         for attempt in range(self.max_retries + 1):
+            if attempt:
+                count(self.judge_id, retries=1)
             self._limiter.wait()
+            count(self.judge_id, requests=1)
             response = None
             try:
                 response = self._client.post(url, headers=headers, json=payload)
-            except httpx.TransportError as exc:  # timeouts, refused connections, resets
-                problem = f"{type(exc).__name__}: {exc}"
+            except httpx.TimeoutException as exc:
+                problem, kind = f"{type(exc).__name__}: {exc}", "timeout"
+            except httpx.TransportError as exc:  # refused connections, resets
+                problem, kind = f"{type(exc).__name__}: {exc}", "transport"
             else:
                 last_raw = response.text
                 if response.status_code == 200:
                     try:
-                        return self._reply_text(response.json())
-                    except (ValueError, KeyError, IndexError, TypeError) as exc:
-                        raise BackendError(f"unexpected reply shape: {exc!r}", last_raw) from None
-                problem = f"HTTP {response.status_code}"
-                if response.status_code not in _RETRY_STATUS:
-                    raise BackendError(f"{problem}: {last_raw[:500]}", last_raw)
+                        text = self._reply_text(response.json())
+                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                        problem, kind = f"unexpected reply shape: {exc!r}", "garbage"
+                    else:
+                        if text.strip():
+                            count(self.judge_id, ok=1)
+                            return text
+                        problem, kind = "empty reply", "empty"
+                else:
+                    problem = f"HTTP {response.status_code}"
+                    kind = _failure_kind(response.status_code)
+                    if response.status_code not in _RETRY_STATUS:
+                        count(self.judge_id, failed=1, **{kind: 1})
+                        raise ClientError(f"{problem}: {last_raw[:500]}", last_raw)
+            count(self.judge_id, **{kind: 1})
             if attempt < self.max_retries:
                 self._sleep(self._delay(attempt, response))
-        raise BackendError(f"gave up after {self.max_retries + 1} tries: {problem}", last_raw)
+        count(self.judge_id, failed=1)
+        raise ClientError(f"gave up after {self.max_retries + 1} tries: {problem}", last_raw)
 
     def close(self) -> None:
         self._client.close()
@@ -140,7 +188,7 @@ def _key_from_env(name: str, what: str) -> str:
     return key
 
 
-class AnthropicBackend(Backend):
+class AnthropicClient(ChatClient):
     """Anthropic Messages API; key from `ANTHROPIC_API_KEY`."""
 
     provider = "anthropic"
@@ -167,7 +215,7 @@ def _is_local(base_url: str) -> bool:
     return host in {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
-class OpenAIBackend(Backend):
+class OpenAIClient(ChatClient):
     """Any OpenAI-compatible `/chat/completions` server: OpenRouter, OpenAI, vLLM, Ollama.
 
     The key comes from `api_key_env`; by default `OPENROUTER_API_KEY` for OpenRouter and
@@ -204,3 +252,10 @@ class OpenAIBackend(Backend):
         if not isinstance(content, str):
             raise TypeError(f"message content is {content!r}")
         return content
+
+
+# the names before the rename (a "backend" here was an HTTP client), kept for existing callers
+BackendError = ClientError
+Backend = ChatClient
+AnthropicBackend = AnthropicClient
+OpenAIBackend = OpenAIClient
