@@ -118,7 +118,7 @@ def check_parameters(profile: str, notebook: str, params: Mapping[str, Any] | No
             problems.append(f"{name} is not a parameter of {notebook}"
                             f"{_nearest(name, defaults)}")
         elif not _type_ok(value, defaults[name]):
-            problems.append(f"{name} must be a {type(defaults[name]).__name__} like its default "
+            problems.append(f"{name} must be of type {type(defaults[name]).__name__} like its default "
                             f"{defaults[name]!r}, got {value!r}")
     if not problems:
         try:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import pytest
 
-from esr_utils.config import RunConfig, load_profile, notebook_parameters
+import esr_utils.config
+from esr_utils.config import (RunConfig, check_compute, check_parameters, load_profile,
+                              notebook_parameters)
+from esr_utils.paths import PROFILES_DIR
+from esr_utils.runner import main as runner_main
 from esr_utils.runner import toc_notebooks
 
 
@@ -32,7 +39,7 @@ def test_key_changes_with_results_relevant_fields_only():
 
 def test_config_is_frozen():
     cfg = _cfg()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 9
     with pytest.raises(TypeError):
         cfg.params["n_prompts"] = 1
@@ -42,6 +49,8 @@ def test_config_is_frozen():
     ("profile", "gpu", "PROFILE must be one of"),
     ("backend", "ndif", "BACKEND must be 'local' or 'remote'"),
     ("compute", "never", "COMPUTE must be one of"),
+    ("compute", "cache_only", r"COMPUTE must be one of \('allow', 'cache-only'\), got "
+                              r"'cache_only' \(did you mean 'cache-only'\?\)"),
     ("seed", "0", "SEED must be an int"),
 ])
 def test_bad_values_are_named(field, value, message):
@@ -70,3 +79,70 @@ def test_runner_reads_chapters_from_the_toc(tmp_path):
     toc.write_text("format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/99_missing\n")
     with pytest.raises(FileNotFoundError, match="99_missing"):
         toc_notebooks(toc)
+
+
+@pytest.mark.parametrize("latent_id, message", [
+    (99999, r"LATENT_ID 99999 is out of range for smollm2-135m-instruct's SAE, which has 2304 "
+            r"latents: use an id in 0\.\.2303"),
+    (-1, "LATENT_ID -1 is out of range"),
+    (True, "LATENT_ID must be an int"),
+])
+def test_latent_id_is_checked_against_the_registry_before_loading(latent_id, message):
+    """A negative id would index from the end; a huge one failed after 20 s of loading."""
+    with pytest.raises(ValueError, match=message):
+        _cfg(params={"LATENT_ID": latent_id})
+    assert _cfg(params={"LATENT_ID": 2303}).latent_id == 2303
+
+
+def test_compute_is_checked_wherever_it_is_passed():
+    assert check_compute("cache-only") == "cache-only"
+    with pytest.raises(ValueError, match="did you mean 'cache-only'"):
+        check_compute("cache_only")
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch):
+    """Editable copies of the profiles, read instead of the package's."""
+    for path in PROFILES_DIR.glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(esr_utils.config, "PROFILES_DIR", tmp_path)
+    return tmp_path
+
+
+def test_shipped_profiles_pass_the_check():
+    for profile in ("smoke", "cpu", "paper"):
+        for stem in toc_notebooks():
+            check_parameters(profile, stem)
+
+
+def test_misspelt_profile_key_names_file_and_nearest_parameter(profiles, capsys):
+    """papermill only warns about an unknown parameter, and the run used the default."""
+    text = (profiles / "smoke.yaml").read_text()
+    (profiles / "smoke.yaml").write_text(text.replace("    MAX_NEW_TOKENS: 16\n    CALIB",
+                                                      "    MAX_NEW_TOKEN: 16\n    CALIB"))
+    with pytest.raises(ValueError, match=r"smoke\.yaml .*MAX_NEW_TOKEN is not a parameter of "
+                                         r"02_esr_across_models \(did you mean 'MAX_NEW_TOKENS'"):
+        check_parameters("smoke", "02_esr_across_models")
+    assert runner_main(["--profile", "smoke", "--only", "02_esr_across_models"]) == 2
+    assert "MAX_NEW_TOKEN is not a parameter" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("N_LATENTS: 3", "N_LATENTS: three", "N_LATENTS must be of type int like its default 24, got 'three'"),
+    ("LATENT_ID: 2040", "LATENT_ID: 99999", "LATENT_ID 99999 is out of range"),
+    ("LATENT_ID: 2040", "LATENT_ID: 2040.0", "LATENT_ID must be of type int"),
+    ("COMPUTE: allow", "COMPUTE: cache_only", "did you mean 'cache-only'"),
+])
+def test_profile_values_are_checked_before_execution(profiles, old, new, message):
+    text = (profiles / "smoke.yaml").read_text()
+    assert old in text
+    (profiles / "smoke.yaml").write_text(text.replace(old, new, 1))
+    stem = "02_esr_across_models" if "LATENTS" in old else "01_steering_setup"
+    with pytest.raises(ValueError, match=rf"smoke\.yaml .*{message}"):
+        check_parameters("smoke", stem)
+
+
+def test_malformed_yaml_names_the_profile_file(profiles):
+    (profiles / "cpu.yaml").write_text("shared:\n  MODEL: [unclosed\n")
+    with pytest.raises(ValueError, match=r"profile file .*cpu\.yaml is not valid YAML"):
+        load_profile("cpu")

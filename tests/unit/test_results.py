@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import pytest
 
+import esr_utils
 from esr_utils.results import ResultsStore, write_run_card
 
 
@@ -27,5 +29,23 @@ def test_run_card_records_config_versions_and_timings(tmp_path):
     card = json.loads(path.read_text())
     assert card["config"] == {"seed": 3}
     assert card["timings_s"] == {"generate_s": 1.5}
-    assert card["versions"]["torch"].startswith("2.13")
-    assert card["versions"]["esr_utils"] == "0.1.0"
+    # the card records what is installed, whatever that is
+    assert card["versions"]["torch"] == metadata.version("torch")
+    assert card["versions"]["esr_utils"] == esr_utils.__version__
+    assert len(card["git"]) >= 7 or card["git"] == "unknown"
+
+
+def test_run_card_counts_the_llm_judge_calls_of_this_process(tmp_path):
+    from esr_utils.judging.clients import count
+
+    count("openai:test-model@http://127.0.0.1:9", calls=2, retries=3, http_429=2, timeout=1, ok=2)
+    card = json.loads(write_run_card(tmp_path, {}).read_text())
+    counts = card["judge_calls"]["openai:test-model@http://127.0.0.1:9"]
+    assert counts == {"calls": 2, "http_429": 2, "ok": 2, "retries": 3, "timeout": 1}
+
+
+def test_store_keys_and_reopening(tmp_path):
+    store = ResultsStore(tmp_path, "judged", key="verdict_id")
+    store.append([{"verdict_id": "v1", "trial_id": "a"}, {"verdict_id": "v2", "trial_id": "a"}])
+    reopened = ResultsStore(tmp_path, "judged", key="verdict_id")
+    assert reopened.done_ids() == {"v1", "v2"} and reopened.get("v2")["trial_id"] == "a"
