@@ -148,3 +148,84 @@ class TestBadInputFailsBeforeGenerating:
     def test_model_path_with_wrong_shape(self, tiny_model_dir):
         with pytest.raises(ValueError, match="wrong `path`"):
             load_model("llama-3.1-8b-instruct", device="cpu", path=tiny_model_dir)
+
+
+class TestSamplingIsValidated:
+    @pytest.mark.parametrize("field, value, message", [
+        ("temperature", float("nan"), "temperature must be finite, got nan"),
+        ("temperature", float("inf"), "temperature must be finite"),
+        ("temperature", -0.1, "temperature must be ≥ 0"),
+        ("temperature", "0.6", "temperature must be a number"),
+        ("repetition_penalty", float("nan"), "repetition_penalty must be finite"),
+        ("repetition_penalty", 0.0, "repetition_penalty must be > 0"),
+        ("max_new_tokens", 0, "max_new_tokens must be an int ≥ 1"),
+        ("max_new_tokens", 2.5, "max_new_tokens must be an int ≥ 1"),
+        ("max_new_tokens", True, "max_new_tokens must be an int ≥ 1"),
+    ])
+    def test_bad_values_fail_naming_the_field(self, field, value, message):
+        """A NaN temperature used to pass and produce 'ectableectable…'."""
+        with pytest.raises(ValueError, match=message):
+            Sampling(**{field: value})
+
+    def test_misspelt_compute_fails_before_generating(self, tiny_model):
+        with pytest.raises(ValueError, match=r"COMPUTE must be one of .*did you mean 'cache-only'"):
+            generate_trials(tiny_model, [Trial("Hi?")], compute="cache_only",
+                            on_batch=TestBadInputFailsBeforeGenerating()._never)
+
+
+class TestStaleResultsAreNeverReused:
+    """Trial keys hold the code on the generation path and the SAE's content hash."""
+
+    TRIALS = [Trial("Tell me about rivers.", Steering(3, 8.0), seed=1),
+              Trial("Tell me about rivers.", Steering(), seed=2)]
+    SAMPLING = Sampling(max_new_tokens=6)
+
+    def _other_sae(self, sae):
+        import copy
+
+        other = copy.deepcopy(sae)
+        other.__dict__.pop("content_sha256", None)
+        with torch.no_grad():
+            other.W_dec[3] = -other.W_dec[3] * 5
+        return other
+
+    def test_same_store_with_another_sae_does_not_return_the_first_saes_texts(
+            self, tiny_model, tiny_sae, tmp_path):
+        store = ResultsStore(tmp_path)
+        first = generate_trials(tiny_model, self.TRIALS, sae=tiny_sae, sampling=self.SAMPLING,
+                                store=store, progress=False)
+        other = self._other_sae(tiny_sae)
+        with pytest.raises(RuntimeError, match=r"1 of 2 trials are not in .*made by other code "
+                                               r"or inputs.*SAE changed"):
+            generate_trials(tiny_model, self.TRIALS, sae=other, sampling=self.SAMPLING,
+                            store=store, compute="cache-only", progress=False)
+        second = generate_trials(tiny_model, self.TRIALS, sae=other, sampling=self.SAMPLING,
+                                 store=store, progress=False)
+        fresh = generate_trials(tiny_model, self.TRIALS, sae=other, sampling=self.SAMPLING,
+                                progress=False)
+        assert second[0]["response"] == fresh[0]["response"] != first[0]["response"]
+        assert second[0]["trial_id"] != first[0]["trial_id"]
+        # the unsteered trial does not read the SAE, so it is reused as it is
+        assert second[1]["trial_id"] == first[1]["trial_id"]
+        assert second[0]["provenance"]["sae"] == other.content_sha256 != tiny_sae.content_sha256
+
+    def test_a_code_change_invalidates_and_cache_only_names_the_module(
+            self, tiny_model, tiny_sae, tmp_path, monkeypatch):
+        import esr_utils.generation as generation
+
+        store = ResultsStore(tmp_path)
+        generate_trials(tiny_model, self.TRIALS, sae=tiny_sae, sampling=self.SAMPLING,
+                        store=store, progress=False)
+        generate_trials(tiny_model, self.TRIALS, sae=tiny_sae, sampling=self.SAMPLING,
+                        store=store, compute="cache-only", progress=False)  # all stored
+        real = generation.trial_provenance
+
+        def edited_steering(spec, sae):
+            provenance = real(spec, sae)
+            return {**provenance, "code": {**provenance["code"], "esr_utils.steering": "0" * 16}}
+
+        monkeypatch.setattr(generation, "trial_provenance", edited_steering)
+        with pytest.raises(RuntimeError, match=r"2 of 2 trials .*code of esr_utils\.steering "
+                                               r"changed \(\w{8} -> 00000000\) \(2 trials\)"):
+            generate_trials(tiny_model, self.TRIALS, sae=tiny_sae, sampling=self.SAMPLING,
+                            store=store, compute="cache-only", progress=False)
