@@ -14,10 +14,12 @@ from tqdm.auto import tqdm
 
 from esr_utils.jsonl import CorruptFileError, JsonlLog, iter_jsonl, read_jsonl
 from esr_utils.judging.types import Judge, JudgeInput
-from esr_utils.provenance import digest, verdict_provenance
+from esr_utils.config import check_compute
+from esr_utils.provenance import describe_changes, digest, verdict_provenance
+from esr_utils.results import ResultsStore
 
 __all__ = ["record_key", "read_jsonl", "read_input_records", "regrade_file", "judge_records",
-           "verdict_id", "CorruptFileError"]
+           "judge_stored", "verdict_id", "CorruptFileError"]
 
 _MAX_PROBLEMS = 10
 
@@ -139,3 +141,42 @@ def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chu
     bar.close()
     return {"total": len(records), "skipped": len(records) - len(todo), "graded": len(todo),
             "errors": errors, "stale": len(stale)}
+
+
+def judge_stored(judge: Judge, records: Iterable[dict], directory: str | Path, *,
+                 compute: str = "allow", name: str = "verdicts", chunk: int = 64) -> list[dict]:
+    """Judged copies of `records`, in order, stored in `<directory>/<name>.jsonl` by verdict id.
+
+    Only verdicts missing for this judge and its code are made; with `compute="cache-only"`
+    missing ones fail instead, naming what changed when older verdicts of the same records exist.
+    """
+    check_compute(compute)
+    records = list(records)
+    store = ResultsStore(directory, name, key="verdict_id")
+    provenance = verdict_provenance(judge)
+    ids = [verdict_id(r, provenance) for r in records]
+    todo, queued = [], set()
+    for record, vid in zip(records, ids):
+        if store.get(vid) is None and vid not in queued:
+            queued.add(vid)
+            todo.append(record)
+    if todo and compute == "cache-only":
+        raise RuntimeError(_missing_verdicts(store, todo, provenance, len(records)))
+    for start in range(0, len(todo), chunk):
+        store.append(judge_records(judge, todo[start:start + chunk]))
+    return [store.get(vid) for vid in ids]
+
+
+def _missing_verdicts(store: ResultsStore, todo: list[dict], provenance: dict, total: int) -> str:
+    older = {record_key(r): r for r in store.records()}
+    changes: dict[str, int] = {}
+    for record in todo:
+        old = older.get(record_key(record))
+        if old is not None:
+            for change in describe_changes(old.get("verdict_provenance") or {}, provenance):
+                changes[change] = changes.get(change, 0) + 1
+    why = "; ".join(f"{c} ({n} records)" for c, n in changes.items())
+    return (f"COMPUTE='cache-only' but {len(todo)} of {total} records have no verdict of "
+            f"{provenance['judge']} in {store.path}" + (f"; stored verdicts are outdated: {why}"
+                                                         if why else "")
+            + "; rerun with COMPUTE='allow' to judge them")

@@ -167,3 +167,22 @@ def test_a_malformed_input_line_is_an_error_naming_the_line(tmp_path, capsys):
     (tmp_path / "in.jsonl").write_text(json.dumps(RECORDS[0]) + "\n{\"prompt\": \"cut off\n")
     assert main(["--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl")]) == 2
     assert "in.jsonl:2" in capsys.readouterr().err
+
+
+def test_stored_verdicts_are_reused_only_for_the_same_judge_code(tmp_path, monkeypatch):
+    import esr_utils.judging.regrade as regrade
+    from esr_utils.judging.regrade import judge_stored
+
+    first = judge_stored(CountingJudge(), RECORDS, tmp_path)
+    again = CountingJudge()
+    assert judge_stored(again, RECORDS, tmp_path, compute="cache-only") == first
+    assert again.calls == 0
+    real = regrade.verdict_provenance
+    monkeypatch.setattr(regrade, "verdict_provenance", lambda judge: {
+        **real(judge), "code": {**real(judge)["code"], "esr_utils.judging.parsing": "f" * 16}})
+    with pytest.raises(RuntimeError, match=r"5 of 5 records have no verdict of counting .*"
+                                           r"module esr_utils\.judging\.parsing is new"):
+        judge_stored(CountingJudge(), RECORDS, tmp_path, compute="cache-only")
+    changed = CountingJudge()
+    judge_stored(changed, RECORDS, tmp_path)
+    assert changed.calls == 5

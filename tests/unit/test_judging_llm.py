@@ -219,3 +219,87 @@ def test_key_can_come_from_a_dotenv_file(monkeypatch, tmp_path):
     server = Server(anthropic_reply(GRADE))
     anthropic_judge(server).judge(ITEM)
     assert server.requests[0].headers["x-api-key"] == "from-dotenv"
+
+
+# --- fault injection: every failure is a recorded error after bounded retries, never a crash,
+# --- never a missing verdict, and the counts reach the run card
+
+def _fresh_judge(server, model, **kwargs):
+    client = AnthropicBackend(model, transport=httpx.MockTransport(server), rate_limit=None,
+                              sleep=lambda s: None, **kwargs)
+    return LLMJudge(client)
+
+
+def test_timeouts_are_retried_then_recorded(keys):
+    from esr_utils.judging.clients import call_counts
+
+    server = Server(httpx.ReadTimeout("read timed out"))
+    verdict = _fresh_judge(server, "fault-timeout", max_retries=3).judge(ITEM)
+    assert not verdict.ok and "ReadTimeout" in verdict.error and len(server.requests) == 4
+    counts = call_counts()["anthropic:fault-timeout"]
+    assert counts == {"calls": 1, "requests": 4, "retries": 3, "timeout": 4, "failed": 1}
+
+
+@pytest.mark.parametrize("reply, kind", [
+    (httpx.Response(200, text="<html>502 Bad Gateway</html>"), "garbage"),
+    (httpx.Response(200, json={"content": "not a list"}), "garbage"),
+    (httpx.Response(200, json={"content": [{"type": "text", "text": "  "}]}), "empty"),
+    (httpx.Response(200, content=b""), "garbage"),
+])
+def test_garbage_and_empty_replies_are_retried_then_succeed(keys, reply, kind):
+    from esr_utils.judging.clients import call_counts
+
+    model = f"fault-{kind}-{id(reply)}"
+    server = Server(reply, reply, anthropic_reply(GRADE))
+    verdict = _fresh_judge(server, model).judge(ITEM)
+    assert verdict.ok and verdict.scores == [0.0, 90.0] and len(server.requests) == 3
+    counts = call_counts()[f"anthropic:{model}"]
+    assert counts[kind] == 2 and counts["retries"] == 2 and counts["ok"] == 1
+
+
+def test_a_fuzzed_server_and_corpus_never_crash_or_lose_a_verdict(keys, tmp_path):
+    """Random faults on every call, random inputs: each record still gets exactly one verdict,
+    errors are recorded and counted, and retrying the errors later completes the file."""
+    import random
+
+    from esr_utils.judging.clients import call_counts
+    from esr_utils.judging.regrade import read_jsonl, regrade_file
+
+    rng = random.Random(0)
+    faults = [lambda: httpx.Response(rng.choice([429, 500, 502, 503, 529]), text="busy"),
+              lambda: httpx.Response(200, content=bytes(rng.randrange(256) for _ in range(40))),
+              lambda: httpx.Response(200, json={"content": [{"type": "text", "text": ""}]}),
+              lambda: anthropic_reply("".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(80))),
+              lambda: anthropic_reply(GRADE), lambda: anthropic_reply(GRADE)]
+
+    def server(request):
+        fault = rng.choice(faults + [None])
+        if fault is None:
+            raise rng.choice([httpx.ConnectError("reset"), httpx.ReadTimeout("slow")])
+        return fault()
+
+    alphabet = "ab \n\t\"\\{}<json></json>Wait, é中\x00\u202e"
+    records = [{"trial_id": f"t{i}", "label": rng.choice(["", "x", alphabet]),
+                "prompt": "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 60))) + "?",
+                "response": "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))}
+               for i in range(60)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    judge = LLMJudge(AnthropicBackend("fault-fuzz", transport=httpx.MockTransport(server),
+                                      rate_limit=None, sleep=lambda s: None, max_retries=2),
+                     max_concurrent=4)
+    counts = regrade_file(judge, tmp_path / "in.jsonl", tmp_path / "out.jsonl", chunk=7,
+                          progress=False)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert sorted(r["trial_id"] for r in out) == sorted(r["trial_id"] for r in records)
+    errors = [r for r in out if r["judge_error"]]
+    assert counts["errors"] == len(errors) and 0 < len(errors) < len(out)
+    tally = call_counts()["anthropic:fault-fuzz"]
+    assert tally["calls"] == 60 and tally["ok"] + tally["failed"] == 60
+    assert tally["requests"] <= 60 * 3  # bounded: max_retries=2
+    assert tally["failed"] + tally.get("unparsable", 0) >= len(errors)
+    for _ in range(30):  # retrying only the errors eventually grades everything
+        if not regrade_file(judge, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+                            retry_errors=True, progress=False)["errors"]:
+            break
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert len(out) == 60 and not any(r["judge_error"] for r in out)
