@@ -54,7 +54,8 @@ def check_latent_id(latent_id, model: str) -> int:
 def load_profile(name: str) -> dict:
     """Read `esr_utils/profiles/<name>.yaml` (keys: `shared`, `notebooks`)."""
     if name not in PROFILES:
-        raise ValueError(f"PROFILE must be one of {PROFILES}, got {name!r}{_nearest(name, PROFILES)}")
+        raise ValueError(f"PROFILE must be one of {PROFILES}, got {name!r}"
+                         f"{_nearest(name, PROFILES)}")
     path = PROFILES_DIR / f"{name}.yaml"
     try:
         data = yaml.safe_load(path.read_text())
@@ -118,7 +119,8 @@ def check_parameters(profile: str, notebook: str, params: Mapping[str, Any] | No
             problems.append(f"{name} is not a parameter of {notebook}"
                             f"{_nearest(name, defaults)}")
         elif not _type_ok(value, defaults[name]):
-            problems.append(f"{name} must be of type {type(defaults[name]).__name__} like its default "
+            kind = type(defaults[name]).__name__
+            problems.append(f"{name} must be of type {kind} like its default "
                             f"{defaults[name]!r}, got {value!r}")
     if not problems:
         try:

@@ -197,7 +197,8 @@ class JsonlLog:
         return len(self._records)
 
     def append(self, records: Iterable[dict], *, dedupe: bool = True) -> list[dict]:
-        """Write `records` (minus those whose key is stored, when `dedupe`); returns those written."""
+        """Write `records` (minus those whose key is stored, when `dedupe`); returns those
+        written."""
         self._refresh()
         new, seen = [], set()
         for record in records:

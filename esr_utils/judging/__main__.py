@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from esr_utils.judging import MissingAPIKey, make_judge
+from esr_utils.judging.regrade import regrade_file
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -14,10 +17,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {value}")
     return value
-
-
-from esr_utils.judging import MissingAPIKey, make_judge
-from esr_utils.judging.regrade import regrade_file
 
 
 def main(argv=None) -> int:

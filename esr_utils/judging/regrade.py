@@ -84,7 +84,7 @@ def verdict_id(record: dict, provenance: dict) -> str:
 
 
 def judge_records(judge: Judge, records: Iterable[dict]) -> list[dict]:
-    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, `verdict_id`, ...)."""
+    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, `verdict_id`...)."""
     records = list(records)
     for r in records:
         problem = _problem(r)
