@@ -12,7 +12,7 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 (code under test may still draw from the legacy global RNG)
     torch.manual_seed(0)
 
 
@@ -28,7 +28,7 @@ def embedded_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_tokenizer):
-    """A randomly initialised 4-layer Llama saved as a transformers folder, with a real tokenizer."""
+    """A random 4-layer Llama saved as a transformers folder, with the real tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1234)
