@@ -24,7 +24,8 @@ __all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_ch
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings; the defaults come from the model spec (`paper.md` §3.4)."""
+    """Sampling settings; the defaults come from the model spec (App. A.1.3 and the authors' code;
+    see the book's appendix "Differences from the paper and its code")."""
 
     temperature: float = 0.6
     repetition_penalty: float = 1.1
@@ -114,7 +115,7 @@ def _run_batch(model: LoadedModel, trials: Sequence[Trial], plan, layer: int, sa
     plan = plan.to(device=None if model.remote else model.device)
     block = model.layer(layer)
     with warnings.catch_warnings():
-        # an open `tracer.all()` loop always ends with this warning (ecosystem.md §1.2)
+        # nnsight warns at the end of every open `tracer.all()` loop; here it is expected
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         with model.lm.generate(
             max_new_tokens=sampling.max_new_tokens,

@@ -15,7 +15,7 @@ __all__ = ["MissingAPIKey", "BackendError", "Backend", "AnthropicBackend", "Open
            "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL"]
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
-DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge (`paper.md` §5)
+DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge (§2.1)
 # 429 rate limit, 408 timeout, 409 lock, 5xx server trouble, 529 Anthropic "overloaded"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 

@@ -11,7 +11,8 @@ from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
 from esr_utils.steering import Steering
 
-# paper.md §3.1 (Table 1) and §4.2
+# the paper's Table 1 (models, SAEs, layers); the calibration priors are the authors' experiment
+# configs (book appendix "Differences from the paper and its code")
 PAPER = {
     "gemma-2-2b-it": (26, 16, "gemma-scope-2b-pt-res-canonical", (150.0, 75.0)),
     "gemma-2-9b-it": (42, 26, "gemma-scope-9b-pt-res-canonical", (280.0, 280.0)),
