@@ -22,20 +22,22 @@ __all__ = ["ENV_VAR", "install", "install_from_env", "allowed_roots", "read_path
 
 ENV_VAR = "ESR_READ_AUDIT"
 # pseudo-filesystems: the machine's state (CPU count, memory, devices), not files a chapter needs
-SYSTEM_STATE = ("/proc", "/sys", "/dev")
+SYSTEM_STATE = ("proc", "sys", "dev")
 _INSTALLED: list[str] = []
 
 
-def _is_read(mode, flags) -> bool:
+def _kind(mode, flags) -> str:
+    """"W" for an open that may create or only writes (the run's own file), else "R"."""
     if isinstance(mode, str):
-        return "r" in mode or "+" in mode
-    if isinstance(flags, int):
-        return flags & (os.O_WRONLY | os.O_RDWR) != os.O_WRONLY
-    return True
+        return "W" if any(c in mode for c in "wax") else "R"
+    if isinstance(flags, int) and (flags & os.O_CREAT or flags & 3 == os.O_WRONLY):
+        return "W"
+    return "R"
 
 
 def install(log_path: str | Path) -> None:
-    """Append `<path>` for every file read and folder listed from now on (once per process)."""
+    """From now on, log `R <path>` for each file read or folder listed, and `W <path>` for each
+    file written or folder made (once per process)."""
     if _INSTALLED:
         return
     log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives with the process)
@@ -45,16 +47,19 @@ def install(log_path: str | Path) -> None:
         # nothing in here may raise an audit event itself (no open, no listdir)
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None))[:3]
-            if path is None or isinstance(path, int) or not _is_read(mode, flags):
+            if path is None or isinstance(path, int):
                 return
+            kind = _kind(mode, flags)
         elif event in ("os.listdir", "os.scandir"):
-            path = args[0] if args else "."
-            if isinstance(path, int):
-                return
+            path, kind = (args[0] if args else "."), "R"
+        elif event == "os.mkdir":
+            path, kind = args[0], "W"
         else:
             return
+        if isinstance(path, int):
+            return
         try:
-            log.write(os.path.abspath(os.fsdecode(path)) + "\n")
+            log.write(f"{kind} {os.path.abspath(os.fsdecode(path))}\n")
         except (TypeError, ValueError):
             return
 
@@ -78,20 +83,31 @@ def allowed_roots() -> list[Path]:
     return [r.resolve() for r in roots]
 
 
+def _entries(log_path: str | Path, kind: str) -> list[str]:
+    lines = Path(log_path).read_text(encoding="utf-8").splitlines()
+    return list(dict.fromkeys(line[2:] for line in lines if line.startswith(kind + " ")))
+
+
 def read_paths(log_path: str | Path) -> list[str]:
     """The distinct paths a run read, in first-read order."""
-    seen = dict.fromkeys(line for line in Path(log_path).read_text().splitlines() if line)
-    return list(seen)
+    return _entries(log_path, "R")
+
+
+def _inside(path: Path, roots) -> bool:
+    return any(path == r or r in path.parents for r in roots)
 
 
 def outside_reads(log_path: str | Path, extra_roots=()) -> list[str]:
-    """Paths read outside `allowed_roots()`, `SYSTEM_STATE` and `extra_roots`."""
+    """Paths read outside `allowed_roots()`, `SYSTEM_STATE`, `extra_roots` and what the run
+    itself wrote (e.g. a temporary folder a library made and then lists)."""
     roots = allowed_roots() + [Path(r).resolve() for r in extra_roots]
+    written = {Path(p) for p in _entries(log_path, "W")}
     outside = []
     for path in read_paths(log_path):
-        if path.startswith(SYSTEM_STATE) and path.split("/")[1] in {"proc", "sys", "dev"}:
+        if path.split("/")[1] in SYSTEM_STATE:
             continue
-        resolved = Path(path).resolve()
-        if not any(resolved == r or r in resolved.parents for r in roots):
+        if Path(path) in written or _inside(Path(path), written):
+            continue
+        if not _inside(Path(path).resolve(), roots):
             outside.append(path)
     return outside

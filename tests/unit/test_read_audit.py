@@ -10,9 +10,9 @@ from esr_utils.paths import DATA_DIR, REPO_ROOT
 from esr_utils.read_audit import ENV_VAR, allowed_roots, outside_reads, read_paths
 
 
-def _run_audited(code: str, log, tmp_path) -> None:
+def _run_audited(code: str, log) -> None:
     env = {**os.environ, ENV_VAR: str(log), "PYTHONPATH": str(REPO_ROOT)}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO_ROOT)
 
 
 def test_a_read_outside_the_allowed_roots_is_flagged(tmp_path):
@@ -24,10 +24,14 @@ def test_a_read_outside_the_allowed_roots_is_flagged(tmp_path):
     _run_audited(f"import os, esr_utils; from esr_utils.prompts import load_prompts; "
                  f"load_prompts(); open({str(outside)!r}).read(); "
                  f"os.listdir({str(outside.parent)!r}); "
-                 f"open({str(tmp_path / 'written.txt')!r}, 'w').write('x')", log, tmp_path)
+                 f"open({str(tmp_path / 'written.txt')!r}, 'w').write('x'); "
+                 f"import tempfile, pathlib; made = pathlib.Path(tempfile.mkdtemp()); "
+                 f"(made / 'own.txt').write_text('x'); (made / 'own.txt').read_text(); "
+                 f"os.listdir(made)", log)
     reads = read_paths(log)
     assert str(DATA_DIR / "prompts_eval.txt") in reads
     assert str(tmp_path / "written.txt") not in reads, "a write is not a read"
+    # what the run made itself (a temporary folder and a file in it) it may read back
     assert outside_reads(log) == [str(outside), str(outside.parent)]
     assert outside_reads(log, extra_roots=[tmp_path]) == []
 
