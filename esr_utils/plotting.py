@@ -14,7 +14,8 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 
 
 def format_number(value) -> str:
-    """How a table shows a number: a few significant digits, never a row of zeros."""
+    """How a table shows a number: three significant digits (whole numbers from 100 on), never a
+    row of zeros."""
     if isinstance(value, numbers.Integral) or not isinstance(value, numbers.Real):
         return str(value)
     value = float(value)
@@ -23,10 +24,8 @@ def format_number(value) -> str:
     size = abs(value)
     if size == 0 or size >= 100:
         return f"{value:,.0f}"
-    if size >= 1:
-        return f"{value:.2f}"
     if size >= 0.001:
-        return f"{value:.3f}"
+        return f"{value:.3g}"  # three significant digits, no trailing zeros
     return f"{value:.1e}"
 
 

@@ -117,7 +117,8 @@ def test_book_builds_with_warnings_as_errors(smoke_book, tmp_path, monkeypatch):
     assert built.returncode == 0, built.stdout[-6000:] + built.stderr[-3000:]
     html = smoke_book / "_build" / "html"
     built_pages = sorted(str(p.relative_to(html)) for p in html.rglob("*.html"))
-    for page in ["intro.html", "glossary.html"] + [f"notebooks/{s}.html" for s in STEMS]:
+    for page in ["intro.html", "glossary.html", "differences.html"] + [
+            f"notebooks/{s}.html" for s in STEMS]:
         assert page in built_pages, (page, built_pages)
     problems = check_built_book(html, STEMS, profile="smoke")
     assert not problems, "\n".join(problems)
