@@ -1,5 +1,6 @@
 # The README's two commands: `make book` and `make test`. Both set up the environment first.
-PYTHON ?= python3
+# Python 3.11 with its venv module; `make PYTHON=/path/to/python3.11` picks another
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,6 +10,8 @@ STAMP := $(VENV)/.installed
 env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "the book needs Python 3.11; $(PYTHON) is not: run make PYTHON=/path/to/python3.11"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' || { echo "$(PYTHON) lacks the venv module: install python3.11-venv (Debian/Ubuntu) or use a python.org or pyenv build"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "pip==26.3"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"

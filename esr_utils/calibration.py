@@ -2,9 +2,9 @@
 
 First-attempt scores fall as the boost grows (coherent → off-topic → gibberish). The paper looks,
 per latent, for the boost at which the mean first-attempt score is 30/100, with the
-probabilistic bisection algorithm (Waeber, Frazier & Henderson 2013) on a grid (`paper.md`
-§4.2): query the posterior median, observe a noisy score, move probability mass to the side the
-score points to, weighted by how confident that score is.
+probabilistic bisection algorithm (Waeber, Frazier & Henderson 2013) on a grid (§2.2 and
+App. A.1.4): query the posterior median, observe a noisy score, move probability mass to the
+side the score points to, weighted by how confident that score is.
 
 Many latents are calibrated together: each step asks `score_fn` for one score per latent, so a
 chapter can run the whole step as one batched generation.

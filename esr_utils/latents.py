@@ -1,6 +1,6 @@
 """Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters.
 
-Relevance has two readings (`paper.md` §3.3), both implemented:
+Relevance has two readings (the paper's App. A.1.2 and the authors' code), both implemented:
 
 * "prompt-tokens" (the upstream code): keep a latent only if it never fires on any prompt token;
 * "response-top-k" (the paper's text): drop the `k` latents most active, on average, in the

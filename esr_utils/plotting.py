@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import matplotlib
 
-__all__ = ["use_house_style", "save_figure", "PALETTE"]
+__all__ = ["use_house_style", "save_figure", "format_number", "PALETTE"]
 
 # colour-blind-safe (Okabe–Ito)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
 
+def format_number(value) -> str:
+    """How a table shows a number: three significant digits (whole numbers from 100 on), never a
+    row of zeros."""
+    if isinstance(value, numbers.Integral) or not isinstance(value, numbers.Real):
+        return str(value)
+    value = float(value)
+    if value != value:
+        return "–"  # NaN
+    size = abs(value)
+    if size == 0 or size >= 100:
+        return f"{value:,.0f}"
+    if size >= 0.001:
+        return f"{value:.3g}"  # three significant digits, no trailing zeros
+    return f"{value:.1e}"
+
+
 def use_house_style() -> None:
-    """Set matplotlib and seaborn defaults once per notebook."""
+    """Set matplotlib, seaborn and pandas table defaults once per notebook."""
+    import pandas as pd
     import seaborn as sns
+
+    # tables print numbers rounded (format_number), for DataFrames and Stylers alike
+    pd.set_option("display.float_format", format_number)
+    pd.set_option("styler.format.formatter", format_number)
 
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
     matplotlib.rcParams.update({

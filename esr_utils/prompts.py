@@ -10,7 +10,7 @@ __all__ = ["load_prompts", "chat_text", "conversation_text"]
 def load_prompts(name: str = "eval") -> list[str]:
     """A prompt set shipped in `esr_utils/data/prompts_<name>.txt`, one prompt per line.
 
-    "eval" holds the paper's 38 "explain how / how do you" prompts (`paper.md` §3.2).
+    "eval" holds the paper's 38 "explain how / how do you" prompts (App. A.5.1).
     """
     path = DATA_DIR / f"prompts_{name}.txt"
     if not path.exists():

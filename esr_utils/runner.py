@@ -48,9 +48,34 @@ def toc_notebooks(toc_path: Path = BOOK_DIR / "_toc.yml") -> list[str]:
     return stems
 
 
+def _show_parameters_once(path: Path, profile: str) -> None:
+    """The book shows one parameters cell: the values this run used, labelled with the profile.
+
+    The notebook's own `parameters` cell (the cpu defaults) is removed from the rendered page;
+    papermill's `injected-parameters` cell, which overrides it, is shown.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags:
+            cell.source = cell.source.replace(
+                "# Parameters", f"# Parameters of this run: profile {profile!r} "
+                f"(esr_utils/profiles/{profile}.yaml)", 1)
+    nbformat.write(nb, path)
+
+
 def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOTEBOOKS_DIR,
-                     timeout_s: int = 3600, overrides: dict | None = None) -> float:
-    """Run one notebook under a profile; returns its wall time in seconds."""
+                     timeout_s: int = 3600, overrides: dict | None = None,
+                     source: Path | None = None) -> float:
+    """Run one notebook under a profile; returns its wall time in seconds.
+
+    `source` replaces `notebooks/<stem>.ipynb` as the notebook to run (the tests use it to run
+    a chapter with its exercise solutions appended).
+    """
     import papermill
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +83,7 @@ def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOT
     check_parameters(profile, stem, params)
     began = time.perf_counter()
     papermill.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{stem}.ipynb"),
+        str(source or NOTEBOOKS_DIR / f"{stem}.ipynb"),
         str(output_dir / f"{stem}.ipynb"),
         parameters=params,
         kernel_name="python3",
@@ -67,6 +92,7 @@ def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOT
         progress_bar=False,
         log_output=False,
     )
+    _show_parameters_once(output_dir / f"{stem}.ipynb", profile)
     return time.perf_counter() - began
 
 

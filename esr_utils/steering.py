@@ -5,7 +5,8 @@ becomes, on every token (prompt included)::
 
     h_new = h - sum_{k in K} f_k(h) * W_dec[k] + b * W_dec[j],     f = SAE.encode(h)
 
-which is what the paper's "add" and "clamp to 0" modes reduce to (upstream.md §2.2).
+which is what the paper's steering and zero-ablation (§2.2, App. A.1.3) reduce to; the authors'
+code applies it as "add to the latent" and "clamp the latent to 0" with the SAE error added back.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The LLM judge's instructions (the paper's protocol, `paper.md` §5, in this project's words)."""
+"""The LLM judge's instructions (the paper's protocol, App. A.2.1, in this project's words)."""
 
 from __future__ import annotations
 

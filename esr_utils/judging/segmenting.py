@@ -103,7 +103,7 @@ def split_attempts(text: str, patterns: Sequence[re.Pattern] | None = None,
     return [text[g[0][0]:g[-1][1]].strip() for g in groups if g]
 
 
-# Only the five example phrases the paper's judge is shown (`paper.md` §5), as exact wordings;
+# Only the five example phrases the paper's judge is shown (App. A.2.1), as exact wordings;
 # used by the strict variant of the offline judge in cross-judge demos
 PAPER_EXAMPLE_PATTERNS: tuple[str, ...] = (
     r"^wait, that's not right\b",

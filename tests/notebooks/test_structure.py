@@ -1,4 +1,4 @@
-"""Lint every notebook in the TOC without running it (house-style.md's chapter template)."""
+"""Lint every notebook in the TOC without running it (the book's chapter template)."""
 
 from __future__ import annotations
 

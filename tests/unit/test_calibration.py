@@ -22,7 +22,8 @@ def _noisy_curve(true_threshold, seed, noise=0.1, target=0.3, width=None):
 
 
 def test_confidence_matches_the_papers_worked_values():
-    """upstream.md §3: with target 0.3, s=0 → 0.947 left; 0.2 → 0.663; 0.5 → 0.837; 0.8 → 0.99."""
+    """The authors' threshold finder (App. A.1.4), target 0.3: s=0 → 0.947 left; 0.2 → 0.663;
+    0.5 → 0.837; 0.8 → 0.99."""
     b = Bisection((5, 5), (0, 100))
     assert b.confidence(0.0) == (-1, pytest.approx(0.947, abs=2e-3))
     assert b.confidence(0.2) == (-1, pytest.approx(0.663, abs=2e-3))

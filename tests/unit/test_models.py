@@ -11,7 +11,8 @@ from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
 from esr_utils.steering import Steering
 
-# paper.md §3.1 (Table 1) and §4.2
+# the paper's Table 1 (models, SAEs, layers); the calibration priors are the authors' experiment
+# configs (book appendix "Differences from the paper and its code")
 PAPER = {
     "gemma-2-2b-it": (26, 16, "gemma-scope-2b-pt-res-canonical", (150.0, 75.0)),
     "gemma-2-9b-it": (42, 26, "gemma-scope-9b-pt-res-canonical", (280.0, 280.0)),
@@ -47,11 +48,48 @@ def test_layer_check_names_the_range():
         get_spec(EMBEDDED_MODEL).check_layer(30)
 
 
-def test_second_load_of_the_embedded_model_uses_the_dense_cache():
-    """The GGUF is dequantized once; later loads read the cached transformers folder."""
+class _GgufRead(Exception):
+    """Raised by the spy when anything asks transformers to read the GGUF."""
+
+
+@pytest.fixture
+def gguf_spy(monkeypatch):
+    """Record every transformers load; a load from the GGUF (dequantizing it) raises `_GgufRead`."""
+    import transformers
+
+    calls = []
+    for cls in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        original = cls.from_pretrained
+
+        def spy(source, *args, _original=original, _cls=cls.__name__, **kwargs):
+            calls.append((_cls, str(source), kwargs.get("gguf_file")))
+            if kwargs.get("gguf_file"):
+                raise _GgufRead(f"{_cls} read {kwargs['gguf_file']}")
+            return _original(source, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    return calls
+
+
+def test_second_load_of_the_embedded_model_uses_the_dense_cache(gguf_spy):
+    """With the cache built, the GGUF is never read: both loads come from the cached folder."""
+    from esr_utils.models import _dense_cache_for, _embedded_dense_dir, embedded_gguf_path
+
+    cached = _dense_cache_for(embedded_gguf_path())
+    _embedded_dense_dir()  # builds the cache if this machine has none yet (not spied on below)
+    gguf_spy.clear()
     model = load_model(EMBEDDED_MODEL, device="cpu")
     assert model.hf.config.num_hidden_layers == 30
-    assert model.hf.model.embed_tokens.weight.dtype.is_floating_point
+    assert [(c, src, g) for c, src, g in gguf_spy] == [
+        ("AutoTokenizer", str(cached), None), ("AutoModelForCausalLM", str(cached), None)]
+
+
+def test_without_the_dense_cache_the_gguf_is_read(gguf_spy, tmp_path, monkeypatch):
+    """The spy above can fail: with an empty cache, loading goes to the GGUF."""
+    monkeypatch.setenv("ESR_CACHE_DIR", str(tmp_path))
+    with pytest.raises(_GgufRead, match=r"\.gguf"):
+        load_model(EMBEDDED_MODEL, device="cpu")
+    assert gguf_spy and gguf_spy[0][2] is not None
 
 
 def test_remote_backend_builds_a_weightless_client(tiny_model_dir, tiny_spec):
