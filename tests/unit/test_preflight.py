@@ -77,3 +77,19 @@ def test_estimate_is_an_upper_bound_with_stated_price():
 def test_estimate_rejects_nonsense():
     with pytest.raises(ValueError, match="max_new_tokens"):
         pf.estimate_run(trials=10, max_new_tokens=0)
+
+
+def test_the_paper_profile_page_states_the_registry_sizes():
+    """One source for model sizes: the book page's weights column matches the registry."""
+    import re
+
+    from esr_utils.paths import BOOK_DIR
+
+    page = (BOOK_DIR / "running_the_paper_profile.md").read_text()
+    names = {"Gemma-2-2B-it": "gemma-2-2b-it", "Gemma-2-9B-it": "gemma-2-9b-it",
+             "Gemma-2-27B-it": "gemma-2-27b-it", "Llama-3.1-8B-Instruct": "llama-3.1-8b-instruct",
+             "Llama-3.3-70B-Instruct": "llama-3.3-70b-instruct"}
+    for shown, name in names.items():
+        row = re.search(rf"^\| {re.escape(shown)} \|.*?\| ([\d.]+) GB \|", page, flags=re.M)
+        assert row, shown
+        assert float(row[1]) == pytest.approx(pf.weights_gb(get_spec(name)), abs=0.06)
