@@ -62,6 +62,7 @@ class ModelSpec:
     threshold_bounds: tuple[float, float] | None = None
     notes: str = ""
     ndif_hosted: bool = False  # NDIF serves it, so BACKEND="remote" applies to it
+    n_params: float | None = None  # parameter count: sizes GPU memory and downloads (preflight)
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -81,6 +82,7 @@ EMBEDDED_MODEL = "smollm2-135m-instruct"
 _SPECS = [
     ModelSpec(
         name=EMBEDDED_MODEL,
+        n_params=135e6,
         hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
         n_layers=30,
         d_model=576,
@@ -92,6 +94,7 @@ _SPECS = [
     ),
     ModelSpec(
         name="gemma-2-2b-it",
+        n_params=2.61e9,
         hf_repo="google/gemma-2-2b-it",
         n_layers=26,
         d_model=2304,
@@ -105,6 +108,7 @@ _SPECS = [
     ),
     ModelSpec(
         name="gemma-2-9b-it",
+        n_params=9.24e9,
         hf_repo="google/gemma-2-9b-it",
         n_layers=42,
         d_model=3584,
@@ -116,6 +120,7 @@ _SPECS = [
     ),
     ModelSpec(
         name="gemma-2-27b-it",
+        n_params=27.2e9,
         hf_repo="google/gemma-2-27b-it",
         n_layers=46,
         d_model=4608,
@@ -129,6 +134,7 @@ _SPECS = [
     ),
     ModelSpec(
         name="llama-3.1-8b-instruct",
+        n_params=8.03e9,
         hf_repo="meta-llama/Llama-3.1-8B-Instruct",
         n_layers=32,
         d_model=4096,
@@ -141,6 +147,7 @@ _SPECS = [
     ),
     ModelSpec(
         name="llama-3.3-70b-instruct",
+        n_params=70.6e9,
         hf_repo="meta-llama/Llama-3.3-70B-Instruct",
         n_layers=80,
         d_model=8192,

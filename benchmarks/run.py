@@ -1,0 +1,209 @@
+"""The benchmark command: every performance figure of the book, measured side by side in one process.
+
+    .venv/bin/python -m benchmarks.run            # or `make bench`; writes benchmarks/results.json
+    .venv/bin/python -m benchmarks.run --quick    # fewer repeats, for a first look
+
+Absolute speeds vary between machines; ratios measured in the same process hold. The book's
+"Performance" appendix draws its table and plots from the JSON this writes, together with the
+machine and the package versions it was measured with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import platform
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from esr_utils.paths import REPO_ROOT
+
+RESULTS_PATH = REPO_ROOT / "benchmarks" / "results.json"
+BATCH_SIZES = (1, 8, 32)
+NEW_TOKENS = 48
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Best fp32 matmul rate of this machine (GFLOP/s): the denominator of model FLOPs utilisation."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm up the BLAS threads
+    best = 0.0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+def flops_per_token(model, context: int) -> float:
+    """Forward FLOPs for one new token: 2 per weight (lm_head included), plus attention scores."""
+    config = model.hf.config
+    weights = sum(p.numel() for name, p in model.hf.named_parameters() if "embed_tokens" not in name)
+    if getattr(config, "tie_word_embeddings", False):
+        weights += config.vocab_size * config.hidden_size  # the tied lm_head still multiplies
+    attention = 2 * 2 * config.num_hidden_layers * context * config.hidden_size
+    return 2 * weights + attention
+
+
+def _steered_trials(prompts, sae, n: int, seed: int = 0):
+    """`n` trials, every row steered by a different latent and boost (the realistic worst case)."""
+    from esr_utils.generation import Trial
+    from esr_utils.steering import Steering
+
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randperm(sae.cfg.d_sae, generator=g)[:n].tolist()
+    return [Trial(prompts[i % len(prompts)], Steering(latents[i], 40.0 + 5.0 * (i % 8)), seed=i)
+            for i in range(n)]
+
+
+def _steps_run(records) -> int:
+    """Decoding steps the batch ran: it stops only when every row has ended."""
+    return max(r["n_new_tokens"] + int(r["hit_eos"]) for r in records)
+
+
+def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
+    """Steered generation against plain transformers `generate`, same batch, length and sampling."""
+    from esr_utils.generation import Sampling, generate_trials, tokenize_chats
+
+    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    rows = []
+    for batch in BATCH_SIZES:
+        trials = _steered_trials(prompts, sae, batch)
+        inputs = tokenize_chats(model.tokenizer, [t.prompt for t in trials])
+        steered, plain = [], []
+        for rep in range(repeats + 1):  # the first round warms up and is not counted
+            began = time.perf_counter()
+            records = generate_trials(model, trials, sae=sae, sampling=sampling,
+                                      batch_size=batch, progress=False)
+            seconds = time.perf_counter() - began
+            tokens = batch * _steps_run(records)
+            began = time.perf_counter()
+            torch.manual_seed(rep)
+            out = model.hf.generate(**inputs, do_sample=True, temperature=sampling.temperature,
+                                    repetition_penalty=sampling.repetition_penalty,
+                                    max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                                    pad_token_id=model.tokenizer.pad_token_id)
+            plain_seconds = time.perf_counter() - began
+            plain_tokens = batch * (out.shape[1] - inputs["input_ids"].shape[1])
+            if rep:
+                steered.append(tokens / seconds)
+                plain.append(plain_tokens / plain_seconds)
+        s, p = max(steered), max(plain)
+        rows.append({"batch": batch, "steered_tokens_per_s": round(s, 1),
+                     "plain_tokens_per_s": round(p, 1), "time_ratio": round(p / s, 3)})
+    return rows
+
+
+def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
+    """Trials per minute for generate + offline judge + store, with a profile of where time goes."""
+    from esr_utils.evaluation import judged_trials
+    from esr_utils.generation import Sampling
+    from esr_utils.judging import make_judge
+
+    judge = make_judge("offline")
+    trials = _steered_trials(prompts, sae, n_trials, seed=1)
+    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    profile = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as folder:
+        began = time.perf_counter()
+        profile.enable()
+        judged_trials(model, trials, ["a concept"] * len(trials), judge=judge, sae=sae,
+                      sampling=sampling, directory=folder, batch_size=batch, progress=False)
+        profile.disable()
+        seconds = time.perf_counter() - began
+    stats = pstats.Stats(profile)
+    total = sum(v[3] for v in stats.stats.values() if v[3] > 0) or 1.0
+
+    def share(fragment: str) -> float:
+        # cumulative time of the outermost function whose name matches, as a share of the run
+        times = [v[3] for (file, _, name), v in stats.stats.items() if fragment in f"{file}:{name}"]
+        return round(max(times, default=0.0) / seconds, 3)
+
+    return {"trials": n_trials, "batch": batch, "seconds": round(seconds, 1),
+            "trials_per_minute": round(60 * n_trials / seconds, 1),
+            "share": {"generation": share("generation.py:_run_batch"),
+                      "sampler": share("generation.py:__call__"),
+                      "judge": share("judge_records"),
+                      "store": share("results.py:append")},
+            "profiled_seconds": round(total, 1)}
+
+
+def batch_scaling(model, sae, prompts) -> dict:
+    """Steered trials per minute at batch 1 against batch 16 (16 trials each)."""
+    from esr_utils.generation import Sampling, generate_trials
+
+    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    trials = _steered_trials(prompts, sae, 16, seed=2)
+    rates = {}
+    for batch in (1, 16):
+        began = time.perf_counter()
+        generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch, progress=False)
+        rates[batch] = 60 * len(trials) / (time.perf_counter() - began)
+    return {"trials_per_minute_batch_1": round(rates[1], 1),
+            "trials_per_minute_batch_16": round(rates[16], 1),
+            "speedup": round(rates[16] / rates[1], 2)}
+
+
+def chapter_times() -> dict:
+    """Wall time and peak memory of every chapter from the runner's last reports, per profile."""
+    from esr_utils.paths import EXECUTED_NOTEBOOKS_DIR
+
+    out = {}
+    for path in sorted(EXECUTED_NOTEBOOKS_DIR.glob("execution_report_*.json")):
+        out[path.stem.removeprefix("execution_report_")] = json.loads(path.read_text())
+    return out
+
+
+def machine() -> dict:
+    from esr_utils.results import package_versions
+
+    return {"processor": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+            "python": platform.python_version(), "versions": package_versions(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from esr_utils.models import load_model
+    from esr_utils.prompts import load_prompts
+    from esr_utils.saes import load_sae
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat each, fewer trials")
+    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 2
+
+    model, sae, prompts = load_model(device="cpu"), load_sae(), load_prompts()
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
+    speed = steered_vs_plain(model, sae, prompts, repeats)
+    for row in speed:
+        print(row, flush=True)
+    widest = speed[-1]
+    context = 60 + NEW_TOKENS // 2  # a typical chat prompt plus half the answer
+    achieved = widest["steered_tokens_per_s"] * flops_per_token(model, context) / 1e9
+    results = {
+        "machine": machine(),
+        "matmul_peak_gflops": round(peak, 1),
+        "steered_vs_plain": speed,
+        "mfu": {"batch": widest["batch"], "achieved_gflops": round(achieved, 1),
+                "utilisation": round(achieved / peak, 3)},
+        "batch_scaling": batch_scaling(model, sae, prompts),
+        "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
+        "chapters": chapter_times(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k not in ("machine", "chapters")},
+                     indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
