@@ -18,9 +18,10 @@ from pathlib import Path
 import yaml
 
 from esr_utils.config import PROFILES, check_parameters, notebook_parameters
+from esr_utils.memory import ChildPeakMemory
 from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
 
-__all__ = ["toc_notebooks", "execute_notebook", "main"]
+__all__ = ["toc_notebooks", "execute_notebook", "preflight_chapters", "main"]
 
 
 def _toc_files(node) -> list[str]:
@@ -96,11 +97,34 @@ def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOT
     return time.perf_counter() - began
 
 
+def preflight_chapters(profile: str, stems: list[str]) -> None:
+    """Check every model, backend and judge the chapters will use, before the first one runs.
+
+    Raises `PreflightError` listing each missing key, GPU, disk or NDIF deployment with its fix.
+    """
+    from esr_utils.models import backend_for, get_spec
+    from esr_utils.preflight import preflight
+
+    seen = set()
+    for stem in stems:
+        params = notebook_parameters(profile, stem)
+        for name in params.get("MODELS") or [params["MODEL"]]:
+            spec = get_spec(name)
+            backend = backend_for(spec, params.get("BACKEND", "local"))
+            key = (spec.name, backend, params.get("JUDGE"), params.get("DEVICE", "auto"))
+            if key not in seen:
+                seen.add(key)
+                preflight(spec, backend=backend, judge=params.get("JUDGE"),
+                          device=params.get("DEVICE", "auto"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=PROFILES, default="cpu")
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
     parser.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    parser.add_argument("--skip-preflight", action="store_true",
+                        help="do not check keys, GPU, disk and NDIF before running")
     args = parser.parse_args(argv)
 
     stems = toc_notebooks()
@@ -116,11 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.skip_preflight:
+        from esr_utils.preflight import PreflightError
+
+        try:
+            preflight_chapters(args.profile, stems)
+        except PreflightError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     report, failed = {}, []
     for stem in stems:
         print(f"[{args.profile}] {stem} ...", flush=True)
         try:
-            seconds = execute_notebook(stem, args.profile)
+            with ChildPeakMemory() as memory:
+                seconds = execute_notebook(stem, args.profile)
         except Exception as err:  # report every failing chapter, then fail the run
             print(f"[{args.profile}] {stem} FAILED: {type(err).__name__}: {err}", flush=True)
             failed.append(stem)
@@ -129,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             continue
         print(f"[{args.profile}] {stem} done in {seconds:.0f} s", flush=True)
-        report[stem] = {"status": "ok", "seconds": round(seconds, 1)}
+        report[stem] = {"status": "ok", "seconds": round(seconds, 1),
+                        "peak_rss_mb": memory.peak_mb}
     EXECUTED_NOTEBOOKS_DIR.mkdir(parents=True, exist_ok=True)
     (EXECUTED_NOTEBOOKS_DIR / f"execution_report_{args.profile}.json").write_text(
         json.dumps(report, indent=2))

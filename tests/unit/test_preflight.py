@@ -93,3 +93,15 @@ def test_the_paper_profile_page_states_the_registry_sizes():
         row = re.search(rf"^\| {re.escape(shown)} \|.*?\| ([\d.]+) GB \|", page, flags=re.M)
         assert row, shown
         assert float(row[1]) == pytest.approx(pf.weights_gb(get_spec(name)), abs=0.06)
+
+
+def test_runner_preflights_every_chapter_before_running(no_credentials, monkeypatch):
+    """Under `paper`, a missing key stops the runner before any notebook starts."""
+    from esr_utils import runner
+
+    started = []
+    monkeypatch.setattr(runner, "execute_notebook", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: type("U", (), {"free": 1e12})())
+    assert runner.main(["--profile", "paper"]) == 2
+    assert started == []
+    runner.preflight_chapters("cpu", runner.toc_notebooks())  # the embedded model needs nothing
