@@ -13,6 +13,7 @@ import os
 import site
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from esr_utils.paths import REPO_ROOT, cache_dir
@@ -93,6 +94,13 @@ def read_paths(log_path: str | Path) -> list[str]:
     return _entries(log_path, "R")
 
 
+def _kernel_cell(path: Path) -> bool:
+    """A notebook cell's own source, which ipykernel names `<tmp>/ipykernel_<pid>/<hash>.py`;
+    tracebacks and warnings read their lines back from there."""
+    return (path.parent.name.startswith("ipykernel_")
+            and path.parent.parent == Path(tempfile.gettempdir()))
+
+
 def _inside(path: Path, roots) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
@@ -106,7 +114,7 @@ def outside_reads(log_path: str | Path, extra_roots=()) -> list[str]:
     for path in read_paths(log_path):
         if path.split("/")[1] in SYSTEM_STATE:
             continue
-        if Path(path) in written or _inside(Path(path), written):
+        if Path(path) in written or _inside(Path(path), written) or _kernel_cell(Path(path)):
             continue
         if not _inside(Path(path).resolve(), roots):
             outside.append(path)

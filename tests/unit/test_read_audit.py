@@ -36,6 +36,16 @@ def test_a_read_outside_the_allowed_roots_is_flagged(tmp_path):
     assert outside_reads(log, extra_roots=[tmp_path]) == []
 
 
+def test_only_the_kernels_own_cell_files_are_allowed_in_tmp(tmp_path):
+    import tempfile
+
+    cell = f"{tempfile.gettempdir()}/ipykernel_123/4567.py"
+    stray = f"{tempfile.gettempdir()}/elsewhere/4567.py"
+    log = tmp_path / "reads.log"
+    log.write_text(f"R {cell}\nR {stray}\n")
+    assert outside_reads(log) == [stray]
+
+
 def test_without_the_variable_nothing_is_recorded(tmp_path):
     log = tmp_path / "reads.log"
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
