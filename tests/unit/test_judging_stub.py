@@ -12,8 +12,6 @@ from esr_utils.judging.batches import STATE_FILE
 from esr_utils.judging.clients import AnthropicClient, OpenAIClient, call_counts
 from esr_utils.judging.stub_server import JudgeStub
 
-pytest.importorskip("anthropic")
-pytest.importorskip("openai")
 
 FAKE = {"ANTHROPIC_API_KEY": "sk-ant-FAKE-0123456789abcdef",
         "OPENAI_API_KEY": "sk-proj-FAKE-fedcba9876543210"}
