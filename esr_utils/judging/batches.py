@@ -143,7 +143,8 @@ def judge_in_batches(judge, items: Sequence[JudgeInput], state_dir: str | Path, 
                 verdicts.append(judge.verdict_from_raw(raw))
                 continue
             count(judge.name, failed=1)
-            verdicts.append(Verdict(error=f"judge call failed: {raw}", raw=raw.raw, judge=judge.name))
+            verdicts.append(Verdict(error=f"judge call failed: {raw}", raw=raw.raw,
+                                    judge=judge.name))
     return verdicts
 
 

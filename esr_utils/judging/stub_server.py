@@ -11,6 +11,7 @@ status, "timeout" stalls past the client's timeout, "garbage" is a 200 that is n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -89,10 +90,8 @@ def _handler(stub: JudgeStub):
             if status == 429:
                 self.send_header("retry-after", "0")
             self.end_headers()
-            try:
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client timed out first
-                pass
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)  # fails when the client timed out first
 
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("content-length") or 0))
