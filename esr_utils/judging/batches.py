@@ -83,13 +83,14 @@ def _results(client, batch_id: str) -> dict[str, str | ClientError]:
 
 def judge_in_batches(judge, items: Sequence[JudgeInput], state_dir: str | Path, *,
                      max_per_batch: int = 10_000, poll_every: float = 30.0,
-                     sleep=time.sleep, progress: bool = False) -> list[Verdict]:
+                     sleep=None, progress: bool = False) -> list[Verdict]:
     """Verdicts for `items` (input order) from `judge` (an `LLMJudge`) via the batch API.
 
     Cached items are not sent. A rerun with the same items and judge resumes the batches
     recorded in `state_dir`; the state file is removed once every result is cached.
     """
     client, cache = judge.client, judge.cache
+    sleep = sleep or time.sleep  # looked up per call, so a test can stand in for the clock
     state_path = Path(state_dir) / STATE_FILE
     digest = _digest(items, judge.name)
     raws: dict[int, str | ClientError] = {}
