@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk cache")
     parser.add_argument("--retry-errors", action="store_true",
                         help="grade again the records of --out that have a judge_error")
+    parser.add_argument("--batch", action="store_true",
+                        help="LLM judges: use the provider's batch API (cheaper, slower; a rerun "
+                             "resumes a pending batch); default: interactive calls")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -45,7 +48,8 @@ def main(argv=None) -> int:
         return 2
     try:
         counts = regrade_file(judge, args.in_path, args.out_path, chunk=args.chunk,
-                              retry_errors=args.retry_errors, progress=not args.quiet)
+                              retry_errors=args.retry_errors, progress=not args.quiet,
+                              batch=args.batch)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Chat-completion HTTP clients over httpx: Anthropic's Messages API and OpenAI-compatible servers.
+"""Chat clients over the official SDKs: Anthropic's Messages API and OpenAI-compatible servers.
 
 ("Client", not "backend": in this project a backend is where the model runs, local or NDIF.)
 Every call is counted per judge in a process-wide tally (`call_counts()`), which the run card
@@ -7,6 +7,7 @@ records: calls, HTTP requests, retries, and failures by kind.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -21,7 +22,7 @@ __all__ = ["MissingAPIKey", "ClientError", "ChatClient", "AnthropicClient", "Ope
            "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL", "call_counts", "count",
            "BackendError", "Backend", "AnthropicBackend", "OpenAIBackend"]
 
-ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+ANTHROPIC_URL = "https://api.anthropic.com"  # the SDK's default base URL
 DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge, Claude 4.5 Haiku (§2.1)
 # 429 rate limit, 408 timeout, 409 lock, 5xx server trouble, 529 Anthropic "overloaded"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -79,11 +80,23 @@ def _failure_kind(status: int) -> str:
     return "http_429" if status == 429 else "http_5xx" if status >= 500 else f"http_{status}"
 
 
-class ChatClient:
-    """Sends one system + user message and returns the reply text, retrying transient failures.
+def _sdk(name: str):
+    """The official SDK module `name`, imported on first use (offline runs never need it)."""
+    try:
+        return __import__(name)
+    except ImportError as exc:
+        raise ImportError(f"The {name} judge needs the official `{name}` package; install the "
+                          f"project's pinned environment (`make env`)") from exc
 
-    Timeouts, dropped connections, 408/409/429/5xx and 200 replies that are garbage (not the
-    API's JSON) or empty are retried, at most `max_retries` times with backoff; then, or at once
+
+class ChatClient:
+    """Sends one system + user message through an official SDK and returns the reply text.
+
+    The SDK builds the request, authenticates, enforces `timeout` and raises typed errors; its
+    own retries are switched off (`max_retries=0` on the SDK client) because this loop retries
+    more than the SDK would (a 200 reply that is garbage or empty) and counts every attempt for
+    the run card. Timeouts, dropped connections, 408/409/429/5xx and garbage or empty replies are
+    retried at most `max_retries` times with backoff (honouring `retry-after`); then, or at once
     for any other 4xx, `complete` raises `ClientError`.
     """
 
@@ -97,15 +110,22 @@ class ChatClient:
         self.max_retries = max_retries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.max_tokens = max_tokens
+        self.timeout = timeout
         self._sleep = sleep
         self._limiter = _RateLimiter(rate_limit, sleep=sleep)
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        # tests and the local stub inject a transport; the SDK otherwise makes its own client
+        self._http = httpx.Client(timeout=timeout, transport=transport) if transport else None
+        self.sdk = self._make_sdk()
 
     @property
     def judge_id(self) -> str:
         return f"{self.provider}:{self.model}"
 
-    def _request(self, system: str, user: str) -> tuple[str, dict, dict]:
+    def _make_sdk(self):
+        raise NotImplementedError
+
+    def _post(self, system: str, user: str):
+        """One SDK call with the raw response kept (`with_raw_response`)."""
         raise NotImplementedError
 
     def _reply_text(self, body: dict) -> str:
@@ -120,9 +140,22 @@ class ChatClient:
         # exponential backoff with jitter, so parallel workers do not retry in lockstep
         return min(self.backoff * 2 ** attempt, self.max_backoff) * (0.5 + random.random() / 2)
 
+    def _classify(self, exc: Exception) -> tuple[str, str, httpx.Response | None, bool]:
+        """(problem, kind, response, retryable) for an SDK error; both SDKs share the names."""
+        if type(exc).__name__ == "APITimeoutError":
+            cause = exc.__cause__ or exc  # the httpx exception says which phase timed out
+            return f"timeout: {type(cause).__name__}: {cause}", "timeout", None, True
+        response = getattr(exc, "response", None)
+        status = getattr(exc, "status_code", None)
+        if status is not None and response is not None:  # APIStatusError and its subclasses
+            return f"HTTP {status}", _failure_kind(status), response, status in _RETRY_STATUS
+        if type(exc).__name__ == "APIConnectionError":  # refused connections, resets
+            return f"{type(exc).__name__}: {exc.__cause__ or exc}", "transport", None, True
+        raise exc
+
     def complete(self, system: str, user: str) -> str:
         """The reply text; raises `ClientError` once retries are spent or on a client error."""
-        url, headers, payload = self._request(system, user)
+        errors = (_sdk(self.provider).APIError,)
         last_raw, problem = None, ""
         count(self.judge_id, calls=1)
         for attempt in range(self.max_retries + 1):
@@ -132,29 +165,25 @@ class ChatClient:
             count(self.judge_id, requests=1)
             response = None
             try:
-                response = self._client.post(url, headers=headers, json=payload)
-            except httpx.TimeoutException as exc:
-                problem, kind = f"{type(exc).__name__}: {exc}", "timeout"
-            except httpx.TransportError as exc:  # refused connections, resets
-                problem, kind = f"{type(exc).__name__}: {exc}", "transport"
+                raw = self._post(system, user)
+            except errors as exc:
+                problem, kind, response, retryable = self._classify(exc)
+                if response is not None:
+                    last_raw = response.text
+                if not retryable:
+                    count(self.judge_id, failed=1, **{kind: 1})
+                    raise ClientError(f"{problem}: {(last_raw or '')[:500]}", last_raw) from None
             else:
-                last_raw = response.text
-                if response.status_code == 200:
-                    try:
-                        text = self._reply_text(response.json())
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                        problem, kind = f"unexpected reply shape: {exc!r}", "garbage"
-                    else:
-                        if text.strip():
-                            count(self.judge_id, ok=1)
-                            return text
-                        problem, kind = "empty reply", "empty"
+                last_raw = raw.http_response.text
+                try:
+                    text = self._reply_text(json.loads(last_raw))
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                    problem, kind = f"unexpected reply shape: {exc!r}", "garbage"
                 else:
-                    problem = f"HTTP {response.status_code}"
-                    kind = _failure_kind(response.status_code)
-                    if response.status_code not in _RETRY_STATUS:
-                        count(self.judge_id, failed=1, **{kind: 1})
-                        raise ClientError(f"{problem}: {last_raw[:500]}", last_raw)
+                    if text.strip():
+                        count(self.judge_id, ok=1)
+                        return text
+                    problem, kind = "empty reply", "empty"
             count(self.judge_id, **{kind: 1})
             if attempt < self.max_retries:
                 self._sleep(self._delay(attempt, response))
@@ -162,7 +191,7 @@ class ChatClient:
         raise ClientError(f"gave up after {self.max_retries + 1} tries: {problem}", last_raw)
 
     def close(self) -> None:
-        self._client.close()
+        self.sdk.close()
 
 
 def _dotenv(name: str) -> str:
@@ -189,22 +218,30 @@ def _key_from_env(name: str, what: str) -> str:
 
 
 class AnthropicClient(ChatClient):
-    """Anthropic Messages API; key from `ANTHROPIC_API_KEY`."""
+    """Anthropic Messages API through the `anthropic` SDK; key from `ANTHROPIC_API_KEY`.
+
+    `base_url` (default: the SDK's, or `ANTHROPIC_BASE_URL`) points it at a proxy or the stub.
+    """
 
     provider = "anthropic"
 
-    def __init__(self, model: str = DEFAULT_ANTHROPIC_MODEL, *, url: str = ANTHROPIC_URL,
+    def __init__(self, model: str = DEFAULT_ANTHROPIC_MODEL, *, base_url: str | None = None,
                  api_key_env: str = "ANTHROPIC_API_KEY", **kwargs):
         self._key = _key_from_env(api_key_env, f"The Anthropic judge {model!r}")
-        self.url = url
+        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         super().__init__(model, **kwargs)
 
-    def _request(self, system, user):
-        headers = {"x-api-key": self._key, "anthropic-version": "2023-06-01",
-                   "content-type": "application/json"}
-        payload = {"model": self.model, "max_tokens": self.max_tokens, "system": system,
-                   "messages": [{"role": "user", "content": user}]}
-        return self.url, headers, payload
+    def _make_sdk(self):
+        return _sdk("anthropic").Anthropic(api_key=self._key, base_url=self.base_url,
+                                           timeout=self.timeout, max_retries=0,
+                                           http_client=self._http)
+
+    def request_body(self, system: str, user: str) -> dict:
+        return {"model": self.model, "max_tokens": self.max_tokens, "system": system,
+                "messages": [{"role": "user", "content": user}]}
+
+    def _post(self, system, user):
+        return self.sdk.messages.with_raw_response.create(**self.request_body(system, user))
 
     def _reply_text(self, body):
         return "".join(block["text"] for block in body["content"] if block.get("type") == "text")
@@ -216,10 +253,12 @@ def _is_local(base_url: str) -> bool:
 
 
 class OpenAIClient(ChatClient):
-    """Any OpenAI-compatible `/chat/completions` server: OpenRouter, OpenAI, vLLM, Ollama.
+    """Any OpenAI-compatible `/chat/completions` server (OpenRouter, OpenAI, vLLM, Ollama)
+    through the `openai` SDK.
 
     The key comes from `api_key_env`; by default `OPENROUTER_API_KEY` for OpenRouter and
-    `OPENAI_API_KEY` otherwise. Servers on localhost need no key.
+    `OPENAI_API_KEY` otherwise. Servers on localhost need no key (the SDK then sends a
+    placeholder, since it insists on one).
     """
 
     provider = "openai"
@@ -238,14 +277,18 @@ class OpenAIClient(ChatClient):
     def judge_id(self) -> str:
         return f"openai:{self.model}@{self.base_url}"
 
-    def _request(self, system, user):
-        headers = {"content-type": "application/json"}
-        if self._key:
-            headers["authorization"] = f"Bearer {self._key}"
-        payload = {"model": self.model, "max_tokens": self.max_tokens,
-                   "messages": [{"role": "system", "content": system},
-                                {"role": "user", "content": user}]}
-        return f"{self.base_url}/chat/completions", headers, payload
+    def _make_sdk(self):
+        return _sdk("openai").OpenAI(api_key=self._key or "no-key-for-local-server",
+                                     base_url=self.base_url, timeout=self.timeout,
+                                     max_retries=0, http_client=self._http)
+
+    def request_body(self, system: str, user: str) -> dict:
+        return {"model": self.model, "max_tokens": self.max_tokens,
+                "messages": [{"role": "system", "content": system},
+                             {"role": "user", "content": user}]}
+
+    def _post(self, system, user):
+        return self.sdk.chat.completions.with_raw_response.create(**self.request_body(system, user))
 
     def _reply_text(self, body):
         content = body["choices"][0]["message"]["content"]

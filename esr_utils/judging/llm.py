@@ -50,6 +50,10 @@ class LLMJudge:
                 return Verdict(error=f"judge call failed: {exc!r}", judge=self.name)
             if self.cache is not None:
                 self.cache.put(item, raw, PROMPT_VERSION)
+        return self.verdict_from_raw(raw)
+
+    def verdict_from_raw(self, raw: str) -> Verdict:
+        """The parsed grade; an unparsable one is a recorded error."""
         try:
             verdict = parse_verdict(raw, judge=self.name)
         except Exception as exc:  # a parser bug on a strange reply is still one recorded error
@@ -58,8 +62,17 @@ class LLMJudge:
             count(self.name, unparsable=1)
         return verdict
 
-    def judge_many(self, items: Sequence[JudgeInput], *, progress: bool = False) -> list[Verdict]:
-        """Grade all items, `max_concurrent` at a time; results in input order."""
+    def judge_many(self, items: Sequence[JudgeInput], *, progress: bool = False,
+                   batch_dir: str | None = None, **batch_kwargs) -> list[Verdict]:
+        """Grade all items, `max_concurrent` at a time; results in input order.
+
+        With `batch_dir` (a results folder) they go through the provider's batch API instead,
+        resumable from that folder after a crash (`judging.batches.judge_in_batches`).
+        """
+        if batch_dir is not None:
+            from esr_utils.judging.batches import judge_in_batches
+
+            return judge_in_batches(self, items, batch_dir, progress=progress, **batch_kwargs)
         bar = tqdm(total=len(items), desc=f"judging ({self.name})", unit="resp",
                    disable=not progress)
 

@@ -83,15 +83,24 @@ def verdict_id(record: dict, provenance: dict) -> str:
     return digest([record_key(record), item.digest(), provenance])[:16]
 
 
-def judge_records(judge: Judge, records: Iterable[dict]) -> list[dict]:
-    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, `verdict_id`...)."""
+def judge_records(judge: Judge, records: Iterable[dict], *,
+                  batch_dir: str | Path | None = None) -> list[dict]:
+    """Copies of `records` with the verdict fields (`attempts`, `judge_error`, `verdict_id`...).
+
+    With `batch_dir`, an LLM judge grades them through its provider's batch API, resumable from
+    that folder (`judging.batches`)."""
     records = list(records)
     for r in records:
         problem = _problem(r)
         if problem:
             raise ValueError(f"a record {problem}: it needs string fields 'prompt' and 'response'")
     provenance = verdict_provenance(judge)
-    verdicts = judge.judge_many([_input(r) for r in records])
+    if batch_dir is not None:
+        if not hasattr(judge, "client"):
+            raise ValueError(f"batch judging needs an LLM judge, not {judge.name}; drop --batch")
+        verdicts = judge.judge_many([_input(r) for r in records], batch_dir=batch_dir)
+    else:
+        verdicts = judge.judge_many([_input(r) for r in records])
     if len(verdicts) != len(records):  # a judge that drops items would lose verdicts silently
         raise RuntimeError(f"{judge.name} returned {len(verdicts)} verdicts for {len(records)} "
                            f"records")
@@ -100,12 +109,14 @@ def judge_records(judge: Judge, records: Iterable[dict]) -> list[dict]:
 
 
 def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chunk: int = 16,
-                 retry_errors: bool = False, progress: bool = True) -> dict:
+                 retry_errors: bool = False, progress: bool = True, batch: bool = False) -> dict:
     """Grade every record of `in_path` not yet in `out_path`, appending as each chunk finishes.
 
     The whole input is validated first. Verdicts in `out_path` made by another judge or other
     judge code (or, with `retry_errors`, that hold a judge error) are dropped and graded again.
-    Returns counts: `total`, `skipped` (already graded), `graded`, `errors`, `stale`.
+    With `batch`, everything left goes out as provider batches, whose ids are kept next to
+    `out_path` so a rerun after a crash resumes them. Returns counts: `total`, `skipped`
+    (already graded), `graded`, `errors`, `stale`.
     """
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a whole number of records ≥ 1, got {chunk!r}")
@@ -133,8 +144,11 @@ def regrade_file(judge: Judge, in_path: str | Path, out_path: str | Path, *, chu
     bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="record",
                desc=f"regrading ({judge.name})", disable=not progress)
     errors = 0
+    if batch:  # one pass: the batch API is the chunking, and its state file the checkpoint
+        chunk = max(1, len(todo))
     for start in range(0, len(todo), chunk):
-        graded = judge_records(judge, todo[start:start + chunk])
+        graded = judge_records(judge, todo[start:start + chunk],
+                               batch_dir=out_path.parent if batch else None)
         errors += sum(1 for g in graded if g["judge_error"])
         log.append(graded)
         bar.update(len(graded))

@@ -186,3 +186,35 @@ def test_stored_verdicts_are_reused_only_for_the_same_judge_code(tmp_path, monke
     changed = CountingJudge()
     judge_stored(changed, RECORDS, tmp_path)
     assert changed.calls == 5
+
+
+def test_cli_batch_mode_is_killed_mid_poll_then_resumes_the_same_batch(tmp_path, monkeypatch):
+    """`--batch` against the local stub: killed while polling, the rerun resumes the recorded
+    batch (one submission in all) and every record gets exactly one verdict."""
+    from esr_utils.judging import batches
+    from esr_utils.judging.stub_server import JudgeStub
+
+    class Killed(Exception):
+        pass
+
+    def kill(_seconds):
+        raise Killed
+
+    records = [{"prompt": f"Q{i}?", "response": f"A{i}. Wait, no. B{i}.", "label": "x"}
+               for i in range(5)]
+    write(tmp_path / "in.jsonl", records)
+    argv = ["--judge", "anthropic:stub-cli", "--in", str(tmp_path / "in.jsonl"),
+            "--out", str(tmp_path / "out" / "verdicts.jsonl"), "--batch", "--no-cache", "--quiet"]
+    with JudgeStub(batch_polls=2) as stub:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-FAKE-cli")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
+        monkeypatch.setattr(batches.time, "sleep", kill)
+        with pytest.raises(Killed):
+            main(argv)
+        assert (tmp_path / "out" / batches.STATE_FILE).exists()
+        monkeypatch.setattr(batches.time, "sleep", lambda s: None)
+        assert main(argv) == 0
+    out = read_jsonl(tmp_path / "out" / "verdicts.jsonl")
+    assert sorted(r["prompt"] for r in out) == [f"Q{i}?" for i in range(5)]
+    assert all(not r["judge_error"] and len(r["attempts"]) == 2 for r in out)
+    assert len(stub.batches) == 1 and ("POST", "/v1/messages") not in stub.requests
