@@ -1,4 +1,4 @@
-"""ESR metrics (`paper.md` §2): per trial, per condition with 95% intervals, and judge agreement.
+"""ESR metrics (the paper's §2.1): per trial, per condition with 95% intervals, judge agreement.
 
 Denominators follow the paper: trials with a trial error, a judge error or no attempt are
 excluded and counted; degraded outputs stay in unless asked otherwise.

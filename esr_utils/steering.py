@@ -5,7 +5,7 @@ becomes, on every token (prompt included)::
 
     h_new = h - sum_{k in K} f_k(h) * W_dec[k] + b * W_dec[j],     f = SAE.encode(h)
 
-which is what the paper's "add" and "clamp to 0" modes reduce to (upstream.md §2.2).
+which is what the paper's "add" and "clamp to 0" modes reduce to (its §2.2 and App. A.1.3).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from esr_utils.activations import residual_norms
+from esr_utils.residual import residual_norms
 from esr_utils.calibration import boost_prior, calibrate, trial_seed
-from esr_utils.evaluation import judged_trials
+from esr_utils.protocol import judged_trials
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import make_judge
 from esr_utils.labels import load_labels
