@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from esr_utils.metrics import Mean, Rate, summarize
+import numpy as np
+
+from esr_utils.metrics import Mean, Rate, mean_ci, summarize, trial_metrics
 from esr_utils.results import ResultsStore
 from esr_utils.threshold_search import ThresholdEstimate
 
-__all__ = ["ProtocolSettings", "EsrRun", "CONDITIONS", "serialisable_summary"]
+__all__ = ["ProtocolSettings", "EsrRun", "CONDITIONS", "serialisable_summary",
+           "first_scores_by_latent", "sweep_summary"]
 
 CONDITIONS = ("steered", "baseline", "sweep")
 
@@ -168,3 +171,31 @@ class EsrRun:
             calibration_counts=data["calibration_counts"], sweep_levels=data["sweep_levels"],
             records=records, metrics=data["metrics"], directory=directory,
         )
+
+
+def first_scores_by_latent(run: EsrRun, condition: str = "steered") -> dict[int, Mean]:
+    """Per latent, the mean first-attempt score of its trials in `condition` (fresh seeds: the
+    calibration never used them), with its 95% interval: how close each threshold landed."""
+    by_latent: dict[int, list] = {k: [] for k in run.latents}
+    for r in run.records[condition]:
+        if r["latent_id"] in by_latent:
+            by_latent[r["latent_id"]].append(trial_metrics(r)["first_score"])
+    return {k: mean_ci(v) for k, v in by_latent.items()}
+
+
+def sweep_summary(run: EsrRun) -> list[dict]:
+    """Per sweep level: the boost, its normalised value (b − mean)/σ and the condition metrics."""
+    _, mean, std = _level_stats([run.threshold(k) for k in run.latents])
+    rows = []
+    for level in run.sweep_levels:
+        s = summarize([r for r in run.records["sweep"] if r["boost"] == level])
+        rows.append({"boost": level, "normalised": (level - mean) / std,
+                     "multi_attempt_rate": s["multi_attempt_rate"], "esr_rate": s["esr_rate"],
+                     "improvement_rate": s["improvement_rate"],
+                     "mean_first_score": s["mean_first_score"], "n": s["n_valid"]})
+    return rows
+
+
+def _level_stats(thresholds):
+    values = np.asarray(thresholds, dtype=float)
+    return values, float(values.mean()), float(values.std(ddof=0))

@@ -17,6 +17,7 @@ import numpy as np
 from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.judging.regrade import judge_records
+from esr_utils.labels import load_labels
 from esr_utils.latent_selection import (prompt_token_maxima, rate_concreteness,
                                         relevant_by_prompt_tokens, relevant_by_response_top_k,
                                         sample_candidates, select_latents)
@@ -30,7 +31,7 @@ from esr_utils.steering import Steering
 from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 
 __all__ = ["judged_trials", "choose_latents", "calibrate", "esr_trials", "sweep_levels",
-           "sweep_trials", "run_protocol", "replay"]
+           "sweep_trials", "run_protocol", "replay", "latent_labels"]
 
 _JUDGE_CHUNK = 64
 
@@ -279,3 +280,12 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
     return judged_trials(model, trials, labels, judge=judge, directory=directory, sae=sae,
                          sampling=sampling, batch_size=run.settings.batch_size, compute=compute,
                          progress=progress)
+
+
+def latent_labels(spec):
+    """(label function, label store) for a model's SAE: the embedded SAE's offline labels, or
+    "SAE latent <id>" for SAEs whose labels do not ship offline (the store is then None)."""
+    if spec.sae.source == "embedded":
+        store = load_labels()
+        return store.label, store
+    return (lambda k: f"SAE latent {k}"), None
