@@ -24,6 +24,8 @@ __all__ = ["ProtocolSettings", "EsrRun", "CONDITIONS", "serialisable_summary",
            "first_scores_by_latent", "sweep_summary"]
 
 CONDITIONS = ("steered", "baseline", "sweep")
+# the paper code's reading (every prompt token), the same without position 0, the paper's text
+RELEVANCE_READINGS = ("prompt-tokens", "prompt-tokens-after-first", "response-top-k")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ProtocolSettings:
     calibration_samples: int = 1
     calibration_max_new_tokens: int | None = None
     noise: str = "beta"
+    verification_samples: int = 0
     max_retries: int = 3
     n_prompts_per_latent: int = 5
     max_new_tokens: int | None = None
@@ -52,8 +55,8 @@ class ProtocolSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.relevance not in ("prompt-tokens", "response-top-k"):
-            raise ValueError(f"RELEVANCE must be 'prompt-tokens' or 'response-top-k', "
+        if self.relevance not in RELEVANCE_READINGS:
+            raise ValueError(f"RELEVANCE must be one of {RELEVANCE_READINGS}, "
                              f"got {self.relevance!r}")
         if not (self.concreteness in ("proxy", "none") or self.concreteness.startswith("llm:")):
             raise ValueError(f"CONCRETENESS must be 'proxy', 'none' or 'llm:<model spec>', "
@@ -174,9 +177,10 @@ class EsrRun:
 
 
 def first_scores_by_latent(run: EsrRun, condition: str = "steered") -> dict[int, Mean]:
-    """Per latent, the mean first-attempt score of its trials in `condition` (fresh seeds: the
-    calibration never used them), with its 95% interval: how close each threshold landed."""
-    by_latent: dict[int, list] = {k: [] for k in run.latents}
+    """Per latent, the mean first-attempt score at its threshold on fresh seeds (the search never
+    used them): its verification samples and its trials in `condition`, with a 95% interval."""
+    by_latent: dict[int, list] = {k: [100 * s for s in run.thresholds[k].verification]
+                                  for k in run.latents}
     for r in run.records[condition]:
         if r["latent_id"] in by_latent:
             by_latent[r["latent_id"]].append(trial_metrics(r)["first_score"])
@@ -184,7 +188,7 @@ def first_scores_by_latent(run: EsrRun, condition: str = "steered") -> dict[int,
 
 
 def sweep_summary(run: EsrRun) -> list[dict]:
-    """Per sweep level: the boost, its normalised value (b − mean)/σ and the condition metrics."""
+    """Per sweep level: the boost, its normalised value (b − mean)/σ and the metrics."""
     _, mean, std = _level_stats([run.threshold(k) for k in run.latents])
     rows = []
     for level in run.sweep_levels:

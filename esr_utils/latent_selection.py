@@ -1,4 +1,4 @@
-"""Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters.
+"""Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters
 
 Relevance has two readings (the paper's §2.1 and App. A.1.2 against its code), both implemented:
 
@@ -68,17 +68,19 @@ def sample_candidates(d_sae: int, n: int, seed: int, *, pool: str = "evaluation"
 
 
 def prompt_token_maxima(model: LoadedModel, sae, prompts: Sequence[str],
-                        layer: int | None = None) -> torch.Tensor:
-    """Each latent's max activation over every token of each prompt: [n_prompts, d_sae].
+                        layer: int | None = None, *, skip_first: bool = False) -> torch.Tensor:
+    """Each latent's max activation over the tokens of each prompt: [n_prompts, d_sae].
 
     As the paper's code reads it: the user turn in the chat template *without* the generation
-    prompt (no assistant header), every token included, position 0 too.
+    prompt (no assistant header), every token included, position 0 too unless `skip_first`
+    (for SAEs trained without position 0, like the embedded one, whose activations on that
+    outlier mean nothing).
     """
     tok = model.tokenizer
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=False,
                                      tokenize=False) for p in prompts]
     layer = model.spec.sae.layer if layer is None else layer
-    maxima, _ = latent_activation_stats(model, sae, texts, layer, skip_first=False)
+    maxima, _ = latent_activation_stats(model, sae, texts, layer, skip_first=skip_first)
     return maxima
 
 

@@ -1,4 +1,4 @@
-"""Chapter 2's protocol as functions: select → calibrate → ESR run → baseline → sweep; replay.
+"""Chapter 2's protocol as functions: select, calibrate, ESR run, baseline, sweep; replay.
 
 Every function takes what it uses (model, SAE, judge, prompts, settings, a results folder) and
 nothing else; every generation and verdict goes to an append-only store, so a rerun redoes
@@ -66,7 +66,7 @@ def judged_trials(model: LoadedModel, trials: Sequence[Trial], labels: Sequence[
 
 def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_store=None,
                    judge=None, directory: Path | None = None, compute: str = "allow"):
-    """Random evaluation-pool candidates, then relevance and concreteness: (selected, funnel, maxima).
+    """Evaluation-pool candidates through relevance and concreteness: (selected, funnel, maxima).
 
     `maxima` is the prompt-token reading's [n_prompts, d_sae] activation maxima (None for the
     response-top-k reading, which needs `judge`-free unsteered answers stored in `directory`).
@@ -75,8 +75,9 @@ def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_sto
     candidates = sample_candidates(d_sae, settings.candidate_multiplier * settings.n_latents,
                                    seed=settings.seed)
     maxima = None
-    if settings.relevance == "prompt-tokens":
-        maxima = prompt_token_maxima(model, sae, prompts)
+    if settings.relevance.startswith("prompt-tokens"):
+        maxima = prompt_token_maxima(model, sae, prompts,
+                                     skip_first=settings.relevance.endswith("after-first"))
         relevant = relevant_by_prompt_tokens(candidates, maxima)
     else:
         answers = generate_trials(model, [Trial(p, seed=settings.seed) for p in prompts],
@@ -104,8 +105,9 @@ def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
     """Each latent's threshold: returns (estimates, prior, bounds, counts).
 
     A sample whose verdict failed or had no attempt is generated again with a new seed (up to
-    `max_retries` times), as the paper's code does; `counts` says how often that happened and
-    how many samples still had no score (those count as 0).
+    `max_retries` times), as the paper's code does; `counts` says how many samples the search
+    and the verification took, how many were generated again, and how many still had no score
+    (those count as 0).
     """
     spec = model.spec
     if spec.threshold_prior is not None:
@@ -114,10 +116,13 @@ def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
         scale = median_residual_norm(residual_norms(model, prompts[:8],
                                                     [spec.steering_layer])[spec.steering_layer])
         prior, bounds = boost_prior(boost_unit(scale, sae.W_dec[list(latents)]))
-    sampling = _sampling(model, settings.calibration_max_new_tokens, calibration=True)
-    counts = {"samples": 0, "regenerated": 0, "unscored": 0}
+    search_sampling = _sampling(model, settings.calibration_max_new_tokens, calibration=True)
+    check_sampling = _sampling(model, settings.max_new_tokens)
+    counts = {"samples": 0, "regenerated": 0, "unscored": 0, "verification": 0}
 
     def score_fn(queries):
+        # verification samples (step -1) are answers as long as the ESR run's
+        sampling = check_sampling if queries[0].step == -1 else search_sampling
         scores: list[float | None] = [None] * len(queries)
         for attempt in range(settings.max_retries + 1):
             todo = [i for i, s in enumerate(scores) if s is None]
@@ -136,7 +141,8 @@ def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
                                     directory=directory / "calibration",
                                     batch_size=settings.batch_size, compute=compute,
                                     progress=False)
-            counts["regenerated" if attempt else "samples"] += len(todo)
+            counts["regenerated" if attempt else "verification" if queries[0].step == -1
+                   else "samples"] += len(todo)
             for i, r in zip(todo, records):
                 m = trial_metrics(r)
                 scores[i] = None if m["excluded"] else m["first_score"] / 100
@@ -147,6 +153,7 @@ def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
                                   target=settings.target_score / 100,
                                   n_steps=settings.calibration_steps,
                                   samples_per_step=settings.calibration_samples,
+                                  verification_samples=settings.verification_samples,
                                   noise=settings.noise)
     return estimates, tuple(prior), tuple(bounds), counts
 

@@ -1,8 +1,8 @@
 """Threshold search: per latent, the boost at which the mean first-attempt score hits a target.
 
-First-attempt scores fall as the boost grows (coherent → off-topic → gibberish). The paper looks,
-per latent, for the boost at which the mean first-attempt score is 30/100 (its §2.2 and App.
-A.1.4), with the probabilistic bisection algorithm of Waeber, Frazier & Henderson (2013) on a
+First-attempt scores fall as the boost grows (coherent → off-topic → gibberish). The paper
+looks, per latent, for the boost at which the mean first-attempt score is 30/100 (its §2.2 and
+App. A.1.4), with the probabilistic bisection algorithm of Waeber, Frazier & Henderson (2013) on a
 grid: query the posterior median, observe a noisy score, and multiply the posterior by `p` on the
 side the score points to and by `1 − p` on the other, `p` being how sure that score is.
 
@@ -22,8 +22,8 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-__all__ = ["Bisection", "Query", "ThresholdEstimate", "search_thresholds", "trial_seed", "boost_prior",
-           "NOISE_MODELS"]
+__all__ = ["Bisection", "Query", "ThresholdEstimate", "search_thresholds", "trial_seed",
+           "boost_prior", "NOISE_MODELS"]
 
 GRID_POINTS = 10_000
 UPDATE_WEIGHT = 5.0  # pseudo-counts one score adds to the Beta belief about the mean score

@@ -65,7 +65,8 @@ def stored_run(tiny_model, silent_sae, tmp_path_factory):
     settings = ProtocolSettings(n_latents=2, candidate_multiplier=2, concreteness="none",
                                 calibration_steps=2, n_prompts_per_latent=2, sweep_levels=2,
                                 sweep_prompts_per_latent=1, max_new_tokens=6,
-                                calibration_max_new_tokens=4, batch_size=8, seed=3)
+                                calibration_max_new_tokens=4, verification_samples=1,
+                                batch_size=8, seed=3)
     directory = tmp_path_factory.mktemp("run")
     run = run_protocol(tiny_model, silent_sae, CountingJudge(), ["Hi?", "Hello there?", "Why?"],
                        settings, directory, label=lambda k: f"latent {k}")
@@ -125,7 +126,7 @@ def test_calibration_regenerates_failed_verdicts_and_counts_them(tiny_model, sil
                                 calibration_max_new_tokens=4, seed=1)
     estimates, prior, bounds, counts = calibrate(tiny_model, silent_sae, FlakyJudge(), ["Hi?"],
                                                  [0, 2], str, settings, tmp_path)
-    assert counts == {"samples": 4, "regenerated": 3, "unscored": 0}
+    assert counts == {"samples": 4, "regenerated": 3, "unscored": 0, "verification": 0}
     assert bounds[0] == 0 and prior[0] > 0
 
 
@@ -142,3 +143,15 @@ def test_settings_reject_bad_values_naming_the_parameter():
         ProtocolSettings(relevance="top")
     with pytest.raises(ValueError, match="N_LATENTS"):
         ProtocolSettings(n_latents=0)
+
+
+def test_verification_samples_are_fresh_and_counted(stored_run):
+    """The per-latent check pools verification samples with the ESR run: none of their seeds
+    may come from the search."""
+    run, directory = stored_run
+    assert run.calibration_counts["verification"] == 2
+    assert all(len(run.thresholds[k].verification) == 1 for k in run.latents)
+    from esr_utils.esr_run import first_scores_by_latent
+
+    achieved = first_scores_by_latent(run)
+    assert all(m.n == 3 for m in achieved.values())  # 1 verification + 2 ESR-run trials each

@@ -82,7 +82,7 @@ def run_pair(seed, n_steps=10, samples=1):
 
 
 def test_confidence_matches_the_paper_codes_worked_values():
-    """The paper code's Beta rule with target 0.3: s=0 → 0.947 left; 0.2 → 0.663; 0.5 → 0.837."""
+    """The paper code's Beta rule, target 0.3: s=0 → 0.947 left; 0.2 → 0.663; 0.5 → 0.837."""
     b = Bisection((5, 5), (0, 100))
     assert b.confidence(0.0) == (-1, pytest.approx(0.947, abs=2e-3))
     assert b.confidence(0.2) == (-1, pytest.approx(0.663, abs=2e-3))
