@@ -21,7 +21,7 @@ from esr_utils.results import ResultsStore
 from esr_utils.threshold_search import ThresholdEstimate
 
 __all__ = ["ProtocolSettings", "EsrRun", "CONDITIONS", "serialisable_summary",
-           "first_scores_by_latent", "sweep_summary"]
+           "first_scores_by_latent", "sweep_summary", "sweep_levels"]
 
 CONDITIONS = ("steered", "baseline", "sweep")
 # the paper code's reading (every prompt token), the same without position 0, the paper's text
@@ -189,7 +189,7 @@ def first_scores_by_latent(run: EsrRun, condition: str = "steered") -> dict[int,
 
 def sweep_summary(run: EsrRun) -> list[dict]:
     """Per sweep level: the boost, its normalised value (b − mean)/σ and the metrics."""
-    _, mean, std = _level_stats([run.threshold(k) for k in run.latents])
+    _, mean, std = sweep_levels([run.threshold(k) for k in run.latents], 2)
     rows = []
     for level in run.sweep_levels:
         s = summarize([r for r in run.records["sweep"] if r["boost"] == level])
@@ -200,6 +200,21 @@ def sweep_summary(run: EsrRun) -> list[dict]:
     return rows
 
 
-def _level_stats(thresholds):
-    values = np.asarray(thresholds, dtype=float)
-    return values, float(values.mean()), float(values.std(ddof=0))
+def sweep_levels(thresholds, n_levels: int) -> tuple[list[float], float, float]:
+    """`n_levels` shared boosts from mean − 3σ to mean + 3σ of the thresholds, clipped at 0.
+
+    σ is the population standard deviation (ddof=0), as in the paper's code. If every threshold
+    is the same (σ = 0, e.g. a search too short to separate latents) σ is taken as mean / 3, so
+    the levels run from 0 to twice the mean; the returned σ says which was used.
+
+    >>> sweep_levels([1.0, 3.0], 3)
+    ([0.0, 2.0, 5.0], 2.0, 1.0)
+    """
+    values = np.asarray(list(thresholds), dtype=float)
+    mean, std = float(values.mean()), float(values.std(ddof=0))
+    if std == 0:
+        std = mean / 3
+    if not std > 0:
+        raise ValueError(f"cannot place sweep levels around thresholds {values.tolist()}")
+    levels = np.clip(np.linspace(mean - 3 * std, mean + 3 * std, n_levels), 0, None)
+    return [round(float(b), 2) for b in levels], mean, std

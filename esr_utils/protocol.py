@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary
+from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.judging.regrade import judge_records
 from esr_utils.labels import load_labels
@@ -173,23 +173,6 @@ def esr_trials(prompts, latents, boosts: dict[int, float], settings: ProtocolSet
             trials.append(Trial(prompts[i], Steering(k, boosts[k]) if steer else Steering(),
                                 seed=seed))
     return trials
-
-
-def sweep_levels(thresholds: Sequence[float], n_levels: int) -> tuple[list[float], float, float]:
-    """`n_levels` shared boosts from mean − 3σ to mean + 3σ of the thresholds, clipped at 0.
-
-    σ is the population standard deviation (ddof=0), as in the paper's code.
-
-    >>> sweep_levels([1.0, 3.0], 3)
-    ([0.0, 2.0, 5.0], 2.0, 1.0)
-    """
-    values = np.asarray(list(thresholds), dtype=float)
-    mean, std = float(values.mean()), float(values.std(ddof=0))
-    if std == 0:
-        raise ValueError("the thresholds are all equal, so σ = 0 and the sweep has no width: "
-                         "calibrate more than one latent")
-    levels = np.clip(np.linspace(mean - 3 * std, mean + 3 * std, n_levels), 0, None)
-    return [round(float(b), 2) for b in levels], mean, std
 
 
 def sweep_trials(prompts, latents, levels, settings: ProtocolSettings):

@@ -134,8 +134,8 @@ def test_sweep_levels_use_the_population_std():
     levels, mean, std = sweep_levels([2.0, 4.0, 6.0], 3)
     assert (mean, std) == (4.0, pytest.approx((8 / 3) ** 0.5))
     assert levels[0] == 0.0 and levels[-1] == round(4 + 3 * (8 / 3) ** 0.5, 2)
-    with pytest.raises(ValueError, match="σ = 0"):
-        sweep_levels([3.0, 3.0], 5)
+    levels, _, std = sweep_levels([3.0, 3.0], 3)  # all equal: σ taken as mean / 3
+    assert std == 1.0 and levels == [0.0, 3.0, 6.0]
 
 
 def test_settings_reject_bad_values_naming_the_parameter():
