@@ -15,18 +15,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from esr_utils.activations import residual_norms
-from esr_utils.calibration import boost_prior, calibrate, trial_seed
-from esr_utils.evaluation import judged_trials
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import make_judge
 from esr_utils.labels import load_labels
 from esr_utils.models import load_model
 from esr_utils.prompts import load_prompts
+from esr_utils.protocol import judged_trials
+from esr_utils.residual import boost_unit, median_residual_norm, residual_norms
 from esr_utils.saes import load_sae
 from esr_utils.steering import Steering
+from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 
 
 def main() -> None:
@@ -40,8 +39,8 @@ def main() -> None:
     judge, prompts = make_judge("offline"), load_prompts()
     latents = labels.live_ids()[: args.latents]
     norms = residual_norms(model, prompts[:8], [model.spec.steering_layer])
-    median = torch.cat([n[1:] for n in norms[model.spec.steering_layer]]).median().item()
-    prior, bounds = boost_prior(median, sae.W_dec[latents].norm(dim=-1).median().item())
+    scale = median_residual_norm(norms[model.spec.steering_layer])
+    prior, bounds = boost_prior(boost_unit(scale, sae.W_dec[latents]))
     sampling = Sampling.for_model(model.spec, max_new_tokens=args.tokens)
 
     def run(batch_latents, folder: Path):
@@ -57,7 +56,7 @@ def main() -> None:
 
         out = {}
         for group in batch_latents:
-            out.update(calibrate(group, score_fn, prior=prior, bounds=bounds, n_steps=args.steps,
+            out.update(search_thresholds(group, score_fn, prior=prior, bounds=bounds, n_steps=args.steps,
                                  progress=False))
         return out
 

@@ -101,7 +101,7 @@ def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
 
 def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
     """Trials per minute for generate + offline judge + store, with a profile of where time goes."""
-    from esr_utils.evaluation import judged_trials
+    from esr_utils.protocol import judged_trials
     from esr_utils.generation import Sampling
     from esr_utils.judging import make_judge
 

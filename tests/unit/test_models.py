@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from esr_utils.activations import residual_norms
+from esr_utils.residual import residual_norms
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
 from esr_utils.steering import Steering

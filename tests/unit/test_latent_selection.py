@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esr_utils.latents import (concreteness_proxy, grade_concreteness,
-                               latent_activation_stats, relevant_by_prompt_tokens, relevant_by_response_top_k,
-                               sample_candidates, select_latents)
+from esr_utils.latent_selection import (concreteness_proxy, grade_concreteness, latent_pool,
+                                        prompt_token_maxima, relevant_by_prompt_tokens,
+                                        relevant_by_response_top_k, sample_candidates,
+                                        select_latents)
 from esr_utils.prompts import chat_text
+from esr_utils.residual import latent_activation_stats
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +26,39 @@ def planted_sae():
     return sae
 
 
-def test_candidates_are_reproducible_and_distinct():
-    a = sample_candidates(100, 20, seed=3, exclude=[5, 6])
-    assert a == sample_candidates(100, 20, seed=3, exclude=[5, 6])
-    assert len(set(a)) == 20 and not {5, 6} & set(a)
+def test_candidates_are_reproducible_distinct_and_from_the_evaluation_pool():
+    a = sample_candidates(100, 20, seed=3, exclude=[4, 6])
+    assert a == sample_candidates(100, 20, seed=3, exclude=[4, 6])
+    assert len(set(a)) == 20 and not {4, 6} & set(a)
+    assert set(a) <= set(latent_pool("evaluation", 100).tolist())
     assert a != sample_candidates(100, 20, seed=4)
-    with pytest.raises(ValueError, match="only 98 latents are eligible"):
-        sample_candidates(100, 99, seed=0, exclude=[1, 2])
+    with pytest.raises(ValueError, match="only 48 latents of the evaluation pool"):
+        sample_candidates(100, 49, seed=0, exclude=[0, 2])
+
+
+def test_candidates_keep_their_random_draw_order():
+    """Selection keeps the first survivors in draw order; sorted candidates favour low ids."""
+    a = sample_candidates(1000, 50, seed=0)
+    assert a != sorted(a)
 
 
 def test_prompt_token_filter_drops_latents_that_fire_on_prompts(tiny_model, planted_sae):
-    texts = [chat_text(tiny_model.tokenizer, p) for p in ("Hi there?", "How are you?")]
-    maxima, means = latent_activation_stats(tiny_model, planted_sae, texts, layer=2)
-    assert maxima.shape == means.shape == (2, 16)
+    maxima = prompt_token_maxima(tiny_model, planted_sae, ["Hi there?", "How are you?"], layer=2)
+    assert maxima.shape == (2, 16)
     kept = relevant_by_prompt_tokens(range(16), maxima)
     assert kept == list(range(4, 16))
+
+
+def test_prompt_token_reading_covers_every_prompt_token_and_no_assistant_header(
+        tiny_model, planted_sae):
+    """The paper's code reads the user turn without the generation prompt, position 0 included."""
+    tok = tiny_model.tokenizer
+    without = tok.apply_chat_template([{"role": "user", "content": "Hi?"}],
+                                      add_generation_prompt=False, tokenize=False)
+    assert chat_text(tok, "Hi?").startswith(without) and chat_text(tok, "Hi?") != without
+    expected, _ = latent_activation_stats(tiny_model, planted_sae, [without], 2, skip_first=False)
+    got = prompt_token_maxima(tiny_model, planted_sae, ["Hi?"], layer=2)
+    assert torch.equal(got, expected)
 
 
 def test_response_top_k_filter_drops_the_most_active(tiny_model, planted_sae):

@@ -1,4 +1,4 @@
-"""Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters.
+"""Choosing latents to steer: random candidates, then the paper's relevance and concreteness filters
 
 Relevance has two readings (the paper's App. A.1.2 and the authors' code), both implemented:
 
@@ -21,12 +21,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from esr_utils.generation import tokenize_texts
+from esr_utils.judging import make_backend
 from esr_utils.models import LoadedModel
+from esr_utils.residual import latent_activation_stats
 
-__all__ = ["latent_pool", "sample_candidates", "latent_activation_stats", "relevant_by_prompt_tokens",
+__all__ = ["latent_pool", "sample_candidates", "prompt_token_maxima", "relevant_by_prompt_tokens",
            "relevant_by_response_top_k", "concreteness_proxy", "grade_concreteness",
-           "select_latents"]
+           "select_latents", "rate_concreteness"]
 
 _STOPWORDS = set("""a an and are as at be been but by can do does for from had has have he her his
 i if in into is it its me my no not of on or our she so than that the their them then there
@@ -52,35 +53,35 @@ def latent_pool(kind: str, d_sae: int) -> np.ndarray:
     return np.arange(0 if kind == "evaluation" else 1, d_sae, 2)
 
 
-def sample_candidates(d_sae: int, n: int, seed: int, exclude: Sequence[int] = ()) -> list[int]:
-    """`n` distinct random latent ids (reproducible from `seed`), none of `exclude`."""
-    pool = np.setdiff1d(np.arange(d_sae), np.asarray(list(exclude), dtype=int))
-    if n > len(pool):
-        raise ValueError(f"asked for {n} candidates but only {len(pool)} latents are eligible")
-    return sorted(np.random.default_rng(seed).choice(pool, size=n, replace=False).tolist())
+def sample_candidates(d_sae: int, n: int, seed: int, *, pool: str = "evaluation",
+                      exclude: Sequence[int] = ()) -> list[int]:
+    """`n` distinct random latent ids from `pool`, none of `exclude`, in draw order.
 
-
-@torch.no_grad()
-def latent_activation_stats(model: LoadedModel, sae, texts: Sequence[str], layer: int,
-                            batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per text, each latent's max and mean activation over its tokens: two [n_texts, d_sae].
-
-    `texts` are already chat-formatted. The first position is left out: its residual norm is an
-    outlier (chapter 1) and SAEs fire on it in ways unrelated to content.
+    Draw order matters: selection keeps the first survivors in this order, as the paper's code
+    does, so sorting here would favour low ids.
     """
-    layer = model.spec.check_layer(layer)
-    maxima, means = [], []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenize_texts(model.tokenizer, texts[start:start + batch_size])
-        with model.lm.trace(dict(batch), remote=model.remote):
-            hidden = model.layer(layer).output.save()
-        mask = batch["attention_mask"].bool()
-        for row in range(hidden.shape[0]):
-            h = hidden[row][mask[row]][1:].to(sae.W_enc.device, sae.W_enc.dtype)
-            acts = sae.encode(h)
-            maxima.append(acts.amax(dim=0).float().cpu())
-            means.append(acts.mean(dim=0).float().cpu())
-    return torch.stack(maxima), torch.stack(means)
+    eligible = np.setdiff1d(latent_pool(pool, d_sae), np.asarray(list(exclude), dtype=int))
+    if n > len(eligible):
+        raise ValueError(f"asked for {n} candidates but only {len(eligible)} latents of the "
+                         f"{pool} pool are eligible: lower the candidate multiplier")
+    return np.random.default_rng(seed).choice(eligible, size=n, replace=False).tolist()
+
+
+def prompt_token_maxima(model: LoadedModel, sae, prompts: Sequence[str],
+                        layer: int | None = None, *, skip_first: bool = False) -> torch.Tensor:
+    """Each latent's max activation over the tokens of each prompt: [n_prompts, d_sae].
+
+    As the paper's code reads it: the user turn in the chat template *without* the generation
+    prompt (no assistant header), every token included, position 0 too unless `skip_first`
+    (for SAEs trained without position 0, like the embedded one, whose activations on that
+    outlier mean nothing).
+    """
+    tok = model.tokenizer
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=False,
+                                     tokenize=False) for p in prompts]
+    layer = model.spec.sae.layer if layer is None else layer
+    maxima, _ = latent_activation_stats(model, sae, texts, layer, skip_first=skip_first)
+    return maxima
 
 
 def relevant_by_prompt_tokens(candidates: Sequence[int], prompt_max: torch.Tensor) -> list[int]:
@@ -181,3 +182,22 @@ def select_latents(candidates: Sequence[int], *, relevant: Sequence[int],
     if len(keep) < n:
         raise ValueError(f"only {len(keep)} candidates pass the filters, {n} wanted: sample more")
     return keep[:n]
+
+
+def rate_concreteness(candidates: Sequence[int], how: str, label_store=None
+                      ) -> dict[int, float] | None:
+    """Concreteness ratings of the candidates, or None to skip the filter.
+
+    `how`: "proxy" (the offline proxy on the label store; latents without a label rate -1),
+    "llm:<judge spec>" (the paper's LLM rating, e.g. "llm:anthropic:claude-sonnet-4-5-20250929")
+    or "none". SAEs without offline labels (`label_store` None) skip the filter.
+    """
+    if how == "none" or label_store is None:
+        return None
+    if how == "proxy":
+        return {k: concreteness_proxy(label_store[k]) if label_store.is_live(k) else -1.0
+                for k in candidates}
+    if how.startswith("llm:"):
+        live = {k: label_store.label(k) for k in candidates if label_store.is_live(k)}
+        return grade_concreteness(live, make_backend(how.removeprefix("llm:")))
+    raise ValueError(f"CONCRETENESS must be 'proxy', 'none' or 'llm:<model spec>', got {how!r}")

@@ -1,0 +1,281 @@
+"""Chapter 2's protocol as functions: select, calibrate, ESR run, baseline, sweep; replay.
+
+Every function takes what it uses (model, SAE, judge, prompts, settings, a results folder) and
+nothing else; every generation and verdict goes to an append-only store, so a rerun redoes
+nothing. `run_protocol` chains the steps into an `EsrRun`; `replay` reruns a stored condition
+with one thing changed (an ablation set, a meta-prompt, another model, fresh seeds, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
+from esr_utils.generation import Sampling, Trial, generate_trials
+from esr_utils.judging.regrade import judge_records
+from esr_utils.labels import load_labels
+from esr_utils.latent_selection import (prompt_token_maxima, rate_concreteness,
+                                        relevant_by_prompt_tokens, relevant_by_response_top_k,
+                                        sample_candidates, select_latents)
+from esr_utils.metrics import trial_metrics
+from esr_utils.models import LoadedModel
+from esr_utils.prompts import conversation_text
+from esr_utils.residual import (boost_unit, latent_activation_stats, median_residual_norm,
+                                residual_norms)
+from esr_utils.results import ResultsStore
+from esr_utils.steering import Steering
+from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
+
+__all__ = ["judged_trials", "choose_latents", "calibrate", "esr_trials", "sweep_levels",
+           "sweep_trials", "run_protocol", "replay", "latent_labels"]
+
+_JUDGE_CHUNK = 64
+
+
+def judged_trials(model: LoadedModel, trials: Sequence[Trial], labels: Sequence[str], *, judge,
+                  directory: str | Path, sae=None, sampling: Sampling | None = None,
+                  batch_size: int = 8, compute: str = "allow", progress: bool = True
+                  ) -> list[dict]:
+    """Generated and judged records for `trials`, in order; both halves stored and resumable.
+
+    Generations go to `<directory>/trials.jsonl`, verdicts to `<directory>/judged.jsonl`.
+    `labels[i]` is what the judge is told trial i was steered toward ("" for none).
+    """
+    if len(labels) != len(trials):
+        raise ValueError(f"{len(labels)} labels for {len(trials)} trials")
+    records = generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch_size,
+                              store=ResultsStore(directory, "trials"), compute=compute,
+                              progress=progress)
+    judged_store = ResultsStore(directory, "judged")
+    judged = {r["trial_id"]: r for r in judged_store.records()}
+    todo = [{**r, "label": label} for r, label in zip(records, labels)
+            if r["trial_id"] not in judged]
+    if todo and compute == "cache-only":
+        raise RuntimeError(f"COMPUTE='cache-only' but {len(todo)} trials are not judged yet in "
+                           f"{judged_store.path}")
+    for start in range(0, len(todo), _JUDGE_CHUNK):
+        chunk = judge_records(judge, todo[start:start + _JUDGE_CHUNK])
+        judged_store.append(chunk)
+        judged.update((r["trial_id"], r) for r in chunk)
+    return [judged[r["trial_id"]] for r in records]
+
+
+def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_store=None,
+                   judge=None, directory: Path | None = None, compute: str = "allow"):
+    """Evaluation-pool candidates through relevance and concreteness: (selected, funnel, maxima).
+
+    `maxima` is the prompt-token reading's [n_prompts, d_sae] activation maxima (None for the
+    response-top-k reading, which needs `judge`-free unsteered answers stored in `directory`).
+    """
+    d_sae = sae.cfg.d_sae
+    candidates = sample_candidates(d_sae, settings.candidate_multiplier * settings.n_latents,
+                                   seed=settings.seed)
+    maxima = None
+    if settings.relevance.startswith("prompt-tokens"):
+        maxima = prompt_token_maxima(model, sae, prompts,
+                                     skip_first=settings.relevance.endswith("after-first"))
+        relevant = relevant_by_prompt_tokens(candidates, maxima)
+    else:
+        answers = generate_trials(model, [Trial(p, seed=settings.seed) for p in prompts],
+                                  store=ResultsStore(directory / "unsteered_answers"),
+                                  batch_size=settings.batch_size, compute=compute)
+        texts = [conversation_text(model.tokenizer, r["prompt"], r["response"]) for r in answers]
+        _, means = latent_activation_stats(model, sae, texts, model.spec.sae.layer)
+        relevant = relevant_by_response_top_k(candidates, means, k=100)
+    ratings = rate_concreteness(candidates, settings.concreteness, label_store)
+    passing = select_latents(candidates, relevant=relevant, concreteness=ratings)
+    selected = select_latents(candidates, relevant=relevant, concreteness=ratings,
+                              n=settings.n_latents)
+    funnel = {"candidates": len(candidates), "relevant": len(relevant),
+              "relevant and concrete": len(passing), "selected": len(selected)}
+    return selected, funnel, maxima
+
+
+def _sampling(model, tokens: int | None, calibration: bool = False) -> Sampling:
+    extra = {} if tokens is None else {"max_new_tokens": tokens}
+    return Sampling.for_model(model.spec, calibration=calibration, **extra)
+
+
+def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
+              settings: ProtocolSettings, directory: Path, *, compute: str = "allow"):
+    """Each latent's threshold: returns (estimates, prior, bounds, counts).
+
+    A sample whose verdict failed or had no attempt is generated again with a new seed (up to
+    `max_retries` times), as the paper's code does; `counts` says how many samples the search
+    and the verification took, how many were generated again, and how many still had no score
+    (those count as 0).
+    """
+    spec = model.spec
+    if spec.threshold_prior is not None:
+        prior, bounds = spec.threshold_prior, spec.threshold_bounds
+    else:
+        scale = median_residual_norm(residual_norms(model, prompts[:8],
+                                                    [spec.steering_layer])[spec.steering_layer])
+        prior, bounds = boost_prior(boost_unit(scale, sae.W_dec[list(latents)]))
+    search_sampling = _sampling(model, settings.calibration_max_new_tokens, calibration=True)
+    check_sampling = _sampling(model, settings.max_new_tokens)
+    counts = {"samples": 0, "regenerated": 0, "unscored": 0, "verification": 0}
+
+    def score_fn(queries):
+        # verification samples (step -1) are answers as long as the ESR run's
+        sampling = check_sampling if queries[0].step == -1 else search_sampling
+        scores: list[float | None] = [None] * len(queries)
+        for attempt in range(settings.max_retries + 1):
+            todo = [i for i, s in enumerate(scores) if s is None]
+            if not todo:
+                break
+            trials = []
+            for i in todo:
+                q = queries[i]
+                key = (q.latent_id, q.step, q.sample) + ((attempt,) if attempt else ())
+                rng = np.random.default_rng(trial_seed(settings.seed, "prompt", *key))
+                trials.append(Trial(prompts[rng.integers(len(prompts))],
+                                    Steering(q.latent_id, q.boost),
+                                    seed=trial_seed(settings.seed, "calibration", *key)))
+            records = judged_trials(model, trials, [label(queries[i].latent_id) for i in todo],
+                                    judge=judge, sae=sae, sampling=sampling,
+                                    directory=directory / "calibration",
+                                    batch_size=settings.batch_size, compute=compute,
+                                    progress=False)
+            counts["regenerated" if attempt else "verification" if queries[0].step == -1
+                   else "samples"] += len(todo)
+            for i, r in zip(todo, records):
+                m = trial_metrics(r)
+                scores[i] = None if m["excluded"] else m["first_score"] / 100
+        counts["unscored"] += sum(s is None for s in scores)
+        return [0.0 if s is None else s for s in scores]
+
+    estimates = search_thresholds(latents, score_fn, prior=prior, bounds=bounds,
+                                  target=settings.target_score / 100,
+                                  n_steps=settings.calibration_steps,
+                                  samples_per_step=settings.calibration_samples,
+                                  verification_samples=settings.verification_samples,
+                                  noise=settings.noise)
+    return estimates, tuple(prior), tuple(bounds), counts
+
+
+def esr_trials(prompts, latents, boosts: dict[int, float], settings: ProtocolSettings, *,
+               steer: bool = True, salt: str = "esr"):
+    """Each latent at its boost on `n_prompts_per_latent` prompts drawn without replacement.
+
+    The seeds depend on (latent, prompt) only, so `steer=False` gives the matched baseline.
+    """
+    trials = []
+    for k in latents:
+        rng = np.random.default_rng(trial_seed(settings.seed, "prompts", k))
+        n = min(settings.n_prompts_per_latent, len(prompts))
+        for i in rng.choice(len(prompts), size=n, replace=False):
+            seed = trial_seed(settings.seed, salt, k, int(i))
+            trials.append(Trial(prompts[i], Steering(k, boosts[k]) if steer else Steering(),
+                                seed=seed))
+    return trials
+
+
+def sweep_trials(prompts, latents, levels, settings: ProtocolSettings):
+    """Every latent at every shared level on the same `sweep_prompts_per_latent` prompts."""
+    trials = []
+    for k in latents:
+        rng = np.random.default_rng(trial_seed(settings.seed, "sweep-prompts", k))
+        n = min(settings.sweep_prompts_per_latent, len(prompts))
+        chosen = rng.choice(len(prompts), size=n, replace=False)
+        for level in levels:
+            for i in chosen:
+                trials.append(Trial(prompts[i], Steering(k, level) if level else Steering(),
+                                    seed=trial_seed(settings.seed, "sweep", k, int(i))))
+    return trials
+
+
+def run_protocol(model, sae, judge, prompts, settings: ProtocolSettings, directory: str | Path,
+                 *, label: Callable[[int], str], label_store=None, compute: str = "allow",
+                 sweep: bool = True) -> EsrRun:
+    """Chapter 2 for one model, stored under `directory`, returned as an `EsrRun`."""
+    directory = Path(directory)
+    latents, funnel, _ = choose_latents(model, sae, prompts, settings, label_store=label_store,
+                                        directory=directory, compute=compute)
+    estimates, prior, bounds, counts = calibrate(model, sae, judge, prompts, latents, label,
+                                                 settings, directory, compute=compute)
+    run = EsrRun(model=model.spec.name, layer=model.spec.steering_layer, judge=judge.name,
+                 settings=settings, prompts=list(prompts), latents=latents,
+                 labels={k: label(k) for k in latents}, funnel=funnel, prior=prior,
+                 bounds=bounds, thresholds=estimates, calibration_counts=counts,
+                 directory=directory)
+    common = dict(judge=judge, sae=sae, sampling=_sampling(model, settings.max_new_tokens),
+                  batch_size=settings.batch_size, compute=compute)
+    boosts = {k: run.threshold(k) for k in latents}
+    for condition, steer in (("steered", True), ("baseline", False)):
+        trials = esr_trials(prompts, latents, boosts, settings, steer=steer)
+        labels = [run.labels[k] for k in latents for _ in range(len(trials) // len(latents))]
+        run.records[condition] = judged_trials(model, trials, labels,
+                                               directory=directory / condition, **common)
+    if sweep:
+        run.sweep_levels = sweep_levels(boosts.values(), settings.sweep_levels)[0]
+        chosen = latents[: settings.sweep_latents or len(latents)]
+        trials = sweep_trials(prompts, chosen, run.sweep_levels, settings)
+        run.records["sweep"] = judged_trials(model, trials,
+                                             [run.labels[k] for k in chosen
+                                              for _ in range(len(trials) // len(chosen))],
+                                             directory=directory / "sweep", **common)
+    run.metrics = {c: serialisable_summary(r) for c, r in run.records.items()}
+    run.save()
+    return run
+
+
+def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path,
+           condition: str = "steered", ablate: Sequence[int] = (), meta_prompt: str | None = None,
+           new_seeds: int | None = None, assistant_prefix: str | None = None,
+           boost_scale: float = 1.0, sampling: Sampling | None = None, compute: str = "allow",
+           progress: bool = True) -> list[dict]:
+    """The stored `condition`'s trials again, changed only as asked, judged, in stored order.
+
+    Args:
+        model: the model to generate with (the run's own, or e.g. a fine-tuned organism).
+        ablate: latents zero-ablated in every trial (on top of the steering).
+        meta_prompt: appended to each user prompt as "{prompt} {meta_prompt}";
+            "[latent label]" in it is replaced by the steered latent's label.
+        new_seeds: a salt for fresh sampling seeds (None keeps the stored seeds).
+        assistant_prefix: text the answer is forced to start with (needs a `Trial` that has an
+            `assistant_prefix` field).
+        boost_scale: multiplies every stored boost.
+        sampling: defaults to the stored records' own sampling settings.
+    """
+    stored = run.records.get(condition)
+    if not stored:
+        raise KeyError(f"the run has no {condition!r} records; it has {sorted(run.records)}")
+    if assistant_prefix is not None and "assistant_prefix" not in {f.name for f in
+                                                                   fields(Trial)}:
+        raise NotImplementedError("this version of esr_utils.generation.Trial has no "
+                                  "assistant_prefix field: generation must support it first")
+    first = stored[0]
+    sampling = sampling or Sampling(temperature=first["temperature"],
+                                    repetition_penalty=first["repetition_penalty"],
+                                    max_new_tokens=first["max_new_tokens"])
+    trials, labels = [], []
+    for r in stored:
+        label = r.get("label", "")
+        prompt = r["prompt"]
+        if meta_prompt:
+            prompt = f"{prompt} {meta_prompt.replace('[latent label]', label)}"
+        steering = Steering(r["latent_id"], r["boost"] * boost_scale,
+                            ablate=tuple(r["ablate"]) + tuple(ablate))
+        seed = r["seed"] if new_seeds is None else trial_seed(new_seeds, "replay", r["seed"])
+        trial = Trial(prompt, steering, seed=seed)
+        if assistant_prefix is not None:
+            trial = replace(trial, assistant_prefix=assistant_prefix)
+        trials.append(trial)
+        labels.append(label)
+    return judged_trials(model, trials, labels, judge=judge, directory=directory, sae=sae,
+                         sampling=sampling, batch_size=run.settings.batch_size, compute=compute,
+                         progress=progress)
+
+
+def latent_labels(spec):
+    """(label function, label store) for a model's SAE: the embedded SAE's offline labels, or
+    "SAE latent <id>" for SAEs whose labels do not ship offline (the store is then None)."""
+    if spec.sae.source == "embedded":
+        store = load_labels()
+        return store.label, store
+    return (lambda k: f"SAE latent {k}"), None

@@ -1,0 +1,157 @@
+"""The protocol as package code: generate-then-judge, a stored run, its replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from esr_utils.esr_run import EsrRun, ProtocolSettings
+from esr_utils.protocol import calibrate, judged_trials, replay, run_protocol, sweep_levels
+from esr_utils.generation import Sampling, Trial
+from esr_utils.judging import Attempt, Verdict
+from esr_utils.steering import Steering
+
+
+class CountingJudge:
+    """Scores by response length; remembers what it was asked (a judge at its boundary)."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.seen = []
+
+    def judge_many(self, items):
+        self.seen.extend(items)
+        return [Verdict(attempts=(Attempt(i.response, float(len(i.response) % 101)),),
+                        judge=self.name) for i in items]
+
+
+def test_rerun_neither_regenerates_nor_rejudges(tiny_model, tiny_sae, tmp_path):
+    trials = [Trial("Hi?", Steering(2, 1.0), seed=1), Trial("Hello?", seed=2)]
+    judge = CountingJudge()
+    kwargs = dict(judge=judge, directory=tmp_path, sae=tiny_sae,
+                  sampling=Sampling(max_new_tokens=5), progress=False)
+    first = judged_trials(tiny_model, trials, ["latent two", ""], **kwargs)
+    assert [i.label for i in judge.seen] == ["latent two", ""]
+    assert all(r["attempts"] and r["judge_error"] is None for r in first)
+    again = judged_trials(tiny_model, trials, ["latent two", ""], **kwargs)
+    assert len(judge.seen) == 2 and again == first
+    with pytest.raises(RuntimeError, match="cache-only"):
+        judged_trials(tiny_model, [Trial("New?", seed=3)], [""], compute="cache-only", **kwargs)
+
+
+def test_labels_must_align_with_trials(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="1 labels for 2 trials"):
+        judged_trials(tiny_model, [Trial("a?"), Trial("b?")], [""], judge=CountingJudge(),
+                      directory=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def silent_sae():
+    """A tiny SAE none of whose latents fire on the prompts, so every candidate is relevant."""
+    import torch
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(5)
+    sae = StandardSAE(StandardSAEConfig(d_in=64, d_sae=32, apply_b_dec_to_input=False))
+    with torch.no_grad():
+        sae.W_dec.normal_(0, 1.0)
+        sae.W_enc.normal_(0, 0.01)
+        sae.b_enc.fill_(-1e4)
+    return sae
+
+
+@pytest.fixture(scope="module")
+def stored_run(tiny_model, silent_sae, tmp_path_factory):
+    settings = ProtocolSettings(n_latents=2, candidate_multiplier=2, concreteness="none",
+                                calibration_steps=2, n_prompts_per_latent=2, sweep_levels=2,
+                                sweep_prompts_per_latent=1, max_new_tokens=6,
+                                calibration_max_new_tokens=4, verification_samples=1,
+                                batch_size=8, seed=3)
+    directory = tmp_path_factory.mktemp("run")
+    run = run_protocol(tiny_model, silent_sae, CountingJudge(), ["Hi?", "Hello there?", "Why?"],
+                       settings, directory, label=lambda k: f"latent {k}")
+    return run, directory
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k != "batch_seconds"} for r in records]
+
+
+def test_a_stored_run_loads_back_exactly_without_a_model(stored_run):
+    run, directory = stored_run
+    loaded = EsrRun.load(directory)
+    assert loaded.to_dict() == run.to_dict()
+    assert loaded.records == run.records
+    assert set(loaded.records) == {"steered", "baseline", "sweep"}
+    assert len(loaded.records["steered"]) == 4 and len(loaded.records["sweep"]) == 4
+    assert all(r["latent_id"] is None for r in loaded.records["baseline"])
+    assert [r["seed"] for r in loaded.records["baseline"]] == \
+        [r["seed"] for r in loaded.records["steered"]]
+
+
+def test_a_replay_that_changes_nothing_reproduces_the_stored_trials(stored_run, tiny_model,
+                                                                    silent_sae, tmp_path):
+    run, directory = stored_run
+    loaded = EsrRun.load(directory)
+    again = replay(loaded, model=tiny_model, sae=silent_sae, judge=CountingJudge(),
+                   directory=tmp_path / "replay", progress=False)
+    assert _without_timing(again) == _without_timing(loaded.records["steered"])
+
+
+def test_a_replay_differs_only_in_what_it_changes(stored_run, tiny_model, silent_sae, tmp_path):
+    run, _ = stored_run
+    other = run.latents[0] + 1  # an odd id: not a steered latent
+    ablated = replay(run, model=tiny_model, sae=silent_sae, judge=CountingJudge(),
+                     directory=tmp_path / "ablate", ablate=[other], progress=False)
+    meta = replay(run, model=tiny_model, sae=silent_sae, judge=CountingJudge(),
+                  directory=tmp_path / "meta", meta_prompt="Ignore [latent label].",
+                  new_seeds=7, progress=False)
+    for old, a, m in zip(run.records["steered"], ablated, meta):
+        assert a["ablate"] == [other]
+        assert (a["prompt"], a["seed"], a["boost"]) == (old["prompt"], old["seed"], old["boost"])
+        assert m["prompt"] == f"{old['prompt']} Ignore {old['label']}."
+        assert m["seed"] != old["seed"] and m["boost"] == old["boost"]
+
+
+def test_calibration_regenerates_failed_verdicts_and_counts_them(tiny_model, silent_sae,
+                                                                 tmp_path):
+    """A failed or empty verdict is not a score of 0: the sample is generated again."""
+    class FlakyJudge(CountingJudge):
+        def judge_many(self, items):
+            out = super().judge_many(items)
+            return [Verdict(attempts=(), judge=self.name) if len(self.seen) - len(items) + i
+                    < 3 else v for i, v in enumerate(out)]
+
+    settings = ProtocolSettings(n_latents=2, calibration_steps=1, calibration_samples=2,
+                                calibration_max_new_tokens=4, seed=1)
+    estimates, prior, bounds, counts = calibrate(tiny_model, silent_sae, FlakyJudge(), ["Hi?"],
+                                                 [0, 2], str, settings, tmp_path)
+    assert counts == {"samples": 4, "regenerated": 3, "unscored": 0, "verification": 0}
+    assert bounds[0] == 0 and prior[0] > 0
+
+
+def test_sweep_levels_use_the_population_std():
+    levels, mean, std = sweep_levels([2.0, 4.0, 6.0], 3)
+    assert (mean, std) == (4.0, pytest.approx((8 / 3) ** 0.5))
+    assert levels[0] == 0.0 and levels[-1] == round(4 + 3 * (8 / 3) ** 0.5, 2)
+    levels, _, std = sweep_levels([3.0, 3.0], 3)  # all equal: σ taken as mean / 3
+    assert std == 1.0 and levels == [0.0, 3.0, 6.0]
+
+
+def test_settings_reject_bad_values_naming_the_parameter():
+    with pytest.raises(ValueError, match="RELEVANCE"):
+        ProtocolSettings(relevance="top")
+    with pytest.raises(ValueError, match="N_LATENTS"):
+        ProtocolSettings(n_latents=0)
+
+
+def test_verification_samples_are_fresh_and_counted(stored_run):
+    """The per-latent check pools verification samples with the ESR run: none of their seeds
+    may come from the search."""
+    run, directory = stored_run
+    assert run.calibration_counts["verification"] == 2
+    assert all(len(run.thresholds[k].verification) == 1 for k in run.latents)
+    from esr_utils.esr_run import first_scores_by_latent
+
+    achieved = first_scores_by_latent(run)
+    assert all(m.n == 3 for m in achieved.values())  # 1 verification + 2 ESR-run trials each
