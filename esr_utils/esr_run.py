@@ -1,9 +1,9 @@
 """`EsrRun`: what chapter 2's protocol produced, stored as JSON and JSONL, reloaded without a model.
 
 A run folder holds `run.json` (settings, selected latents, labels, thresholds with their search
-traces, sweep levels, the trial ids of each condition, metrics) and one folder per condition
+traces, sweep levels, the verdict ids of each condition, metrics) and one folder per condition
 (`calibration/`, `steered/`, `baseline/`, `sweep/`) with the generations (`trials.jsonl`) and
-verdicts (`judged.jsonl`). `EsrRun.load` reads the stored records back in the stored order.
+verdicts (`verdicts.jsonl`, keyed by trial, judge and judge code). `EsrRun.load` reads the stored records back in the stored order.
 """
 
 from __future__ import annotations
@@ -124,6 +124,9 @@ class EsrRun:
     def trial_ids(self, condition: str) -> list[str]:
         return [r["trial_id"] for r in self.records.get(condition, [])]
 
+    def verdict_ids(self, condition: str) -> list[str]:
+        return [r["verdict_id"] for r in self.records.get(condition, [])]
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "layer": self.layer, "judge": self.judge,
@@ -132,7 +135,7 @@ class EsrRun:
             "prior": list(self.prior), "bounds": list(self.bounds),
             "thresholds": [self.thresholds[k].to_dict() for k in self.latents],
             "calibration_counts": self.calibration_counts, "sweep_levels": self.sweep_levels,
-            "trial_ids": {c: self.trial_ids(c) for c in self.records},
+            "verdict_ids": {c: self.verdict_ids(c) for c in self.records},
             "metrics": self.metrics,
         }
 
@@ -155,14 +158,13 @@ class EsrRun:
                                     "point at its results folder for this model)")
         data = json.loads(path.read_text())
         records = {}
-        for condition, ids in data["trial_ids"].items():
-            judged = {r["trial_id"]: r for r in ResultsStore(directory / condition,
-                                                             "judged").records()}
-            missing = [i for i in ids if i not in judged]
+        for condition, ids in data["verdict_ids"].items():
+            store = ResultsStore(directory / condition, "verdicts", key="verdict_id")
+            missing = [i for i in ids if store.get(i) is None]
             if missing:
                 raise FileNotFoundError(f"{len(missing)} {condition} records listed in {path} "
-                                        f"are missing from {directory / condition}")
-            records[condition] = [judged[i] for i in ids]
+                                        f"are missing from {store.path}")
+            records[condition] = [store.get(i) for i in ids]
         estimates = [ThresholdEstimate.from_dict(t) for t in data["thresholds"]]
         return cls(
             model=data["model"], layer=data["layer"], judge=data["judge"],

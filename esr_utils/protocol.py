@@ -16,7 +16,7 @@ import numpy as np
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
 from esr_utils.generation import Sampling, Trial, generate_trials
-from esr_utils.judging.regrade import judge_records
+from esr_utils.judging.regrade import judge_stored
 from esr_utils.labels import load_labels
 from esr_utils.latent_selection import (prompt_token_maxima, rate_concreteness,
                                         relevant_by_prompt_tokens, relevant_by_response_top_k,
@@ -42,7 +42,7 @@ def judged_trials(model: LoadedModel, trials: Sequence[Trial], labels: Sequence[
                   ) -> list[dict]:
     """Generated and judged records for `trials`, in order; both halves stored and resumable.
 
-    Generations go to `<directory>/trials.jsonl`, verdicts to `<directory>/judged.jsonl`.
+    Generations go to `<directory>/trials.jsonl`, verdicts to `<directory>/verdicts.jsonl`.
     `labels[i]` is what the judge is told trial i was steered toward ("" for none).
     """
     if len(labels) != len(trials):
@@ -50,18 +50,10 @@ def judged_trials(model: LoadedModel, trials: Sequence[Trial], labels: Sequence[
     records = generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch_size,
                               store=ResultsStore(directory, "trials"), compute=compute,
                               progress=progress)
-    judged_store = ResultsStore(directory, "judged")
-    judged = {r["trial_id"]: r for r in judged_store.records()}
-    todo = [{**r, "label": label} for r, label in zip(records, labels)
-            if r["trial_id"] not in judged]
-    if todo and compute == "cache-only":
-        raise RuntimeError(f"COMPUTE='cache-only' but {len(todo)} trials are not judged yet in "
-                           f"{judged_store.path}")
-    for start in range(0, len(todo), _JUDGE_CHUNK):
-        chunk = judge_records(judge, todo[start:start + _JUDGE_CHUNK])
-        judged_store.append(chunk)
-        judged.update((r["trial_id"], r) for r in chunk)
-    return [judged[r["trial_id"]] for r in records]
+    # verdicts are keyed by the trial and by the judge's name and code, so a judge change
+    # grades again instead of reusing stale verdicts
+    return judge_stored(judge, [{**r, "label": label} for r, label in zip(records, labels)],
+                        directory, compute=compute, chunk=_JUDGE_CHUNK)
 
 
 def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_store=None,
