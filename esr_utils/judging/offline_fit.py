@@ -94,17 +94,18 @@ def family_folds(n_folds: int = 4, seed: int = 0) -> list[set[str]]:
 
 
 def cross_validate(answers: Sequence[dict], judge: OfflineJudge, *, n_folds: int = 4,
-                   eval_prompts: Sequence[str] | None = None, seed: int = 0,
-                   progress: bool = False) -> tuple[list[EvalItem], list, list[dict]]:
+                   eval_prompts: Sequence[str] | None = None, n_train_prompts: int | None = None,
+                   seed: int = 0, progress: bool = False) -> tuple[list[EvalItem], list, list[dict]]:
     """Leave-families-out validation: for each fold, train the detector on the other folds'
-    families (calibration prompts) and judge this fold's families (validation prompts).
+    families (calibration prompts, the first `n_train_prompts` of them) and judge this fold's
+    families (validation prompts, or `eval_prompts`).
 
     Returns (held-out items, their verdicts, per-item rows with the fold added)."""
     from tqdm.auto import tqdm
 
     prompts = list(dict.fromkeys(a["prompt"] for a in answers))
     calib, valid = split_prompts(prompts)
-    train_items = build_eval_set(answers, calib, seed=seed)
+    train_items = build_eval_set(answers, calib[:n_train_prompts], seed=seed)
     test_items = build_eval_set(answers, list(eval_prompts or valid), seed=seed + 1)
     X, y, fam = training_matrix(train_items, judge.embedder)
     held, verdicts, rows = [], [], []

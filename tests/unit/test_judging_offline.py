@@ -185,11 +185,11 @@ def test_shipped_score_scale_separates_its_classes(judge):
     answers = load_answers()
     prompts = list(dict.fromkeys(a["prompt"] for a in answers))
     calib, _ = split_prompts(prompts)
-    rows = [a for a in answers if a["prompt"] in calib][:12]
+    rows = [a for a in answers if a["prompt"] in calib][:8]
     on = [judge.score(a["prompt"], a["response"]) for a in rows]
     off = [judge.score(calib[(calib.index(a["prompt"]) + 5) % len(calib)], a["response"])
            for a in rows]
-    assert sum(x > 50 for x in on) >= 10 and sum(x < 50 for x in off) >= 11
+    assert sum(x > 50 for x in on) >= 7 and sum(x < 50 for x in off) >= 7
     assert np.mean(on) >= 70 and np.mean(off) <= 30
 
 
