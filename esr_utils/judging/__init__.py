@@ -15,6 +15,7 @@ from esr_utils.judging.cache import JudgeCache
 from esr_utils.judging.llm import LLMJudge
 from esr_utils.judging.offline import OfflineJudge
 from esr_utils.judging.parsing import parse_verdict
+from esr_utils.judging.segmenting import PAPER_EXAMPLE_PATTERNS, PatternRestarts
 from esr_utils.judging.types import Attempt, Judge, JudgeInput, Verdict
 
 __all__ = ["Attempt", "Judge", "JudgeInput", "Verdict", "LLMJudge", "OfflineJudge", "JudgeCache",
@@ -46,12 +47,10 @@ def parse_judge_spec(spec: str) -> dict:
 
 
 def strict_offline_judge(**kwargs) -> OfflineJudge:
-    """A variant of the offline judge for cross-judge demos: the paper's five example restart
-    phrases only, word for word, no semantic restart test, each attempt embedded whole."""
-    from esr_utils.judging.segmenting import PAPER_EXAMPLE_PATTERNS
-
-    return OfflineJudge(patterns=PAPER_EXAMPLE_PATTERNS, window_words=None,
-                        semantic_restarts=False, name="offline:strict", **kwargs)
+    """A variant of the offline judge for cross-judge demos: it splits only at the paper's five
+    example restart phrases, word for word (no learned detector); scoring is the same."""
+    return OfflineJudge(detector=PatternRestarts(PAPER_EXAMPLE_PATTERNS), name="offline:strict",
+                        **kwargs)
 
 
 def make_backend(spec: str, **backend_kwargs):

@@ -1,12 +1,10 @@
-"""A labelled evaluation set for judges, built offline from the embedded model's own answers.
+"""A labelled set of responses for the offline judge, built offline from the embedded model's
+own answers (`answers.py`) and the phrase families (`phrase_families.py`).
 
-Every item has a known number of attempts and known per-attempt target scores (100 = the
-answer to this prompt, 0 = an answer to another prompt). Self-corrections are assembled from
-real text: an off-topic passage (the opening of the model's answer to a *different* prompt), a
-restart phrase, and the model's on-topic answer. Restart phrases come in two sets: variants of
-the paper's examples (`LISTED_PHRASES`) and phrasings written independently of the offline
-judge's patterns (`HELD_OUT_PHRASES`). Hard negatives put "wait"/"actually"/"start over" into
-an answer without any restart.
+Every item knows its true attempts, their target scores (100 = answers this prompt, 50 = half
+of it does, 0 = answers another prompt or is not language), and which of its sentences are
+restart language. Off-topic text is real text from the same model: its answers to *other*
+prompts. Each item carries the phrase family it uses, so validation can hold out whole families.
 """
 
 from __future__ import annotations
@@ -16,56 +14,30 @@ from typing import Sequence
 
 import numpy as np
 
+from esr_utils.judging.phrase_families import NEGATIVE_FAMILIES, RESTART_FAMILIES, topic_of
 from esr_utils.judging.segmenting import split_sentences
-from esr_utils.judging.types import JudgeInput, Verdict
+from esr_utils.judging.types import JudgeInput
 
-__all__ = ["EvalItem", "KINDS", "LISTED_PHRASES", "HELD_OUT_PHRASES", "HARD_NEGATIVES",
-           "build_eval_set", "score_against_truth"]
+__all__ = ["EvalItem", "CLASSES", "BASE_FAMILIES", "build_eval_set", "word_salad"]
 
-LISTED_PHRASES = (
-    "Wait, that's not right.", "Let me try again.", "Let's start over.",
-    "Actually, I made a mistake.", "I'd like to revise my answer.", "No, wait!",
-    "Wait, I made a mistake!", "Hmm, that's not right. Let me try again.",
-    "Oops, I got off topic.", "WAIT, THAT'S WRONG.",
-)
-HELD_OUT_PHRASES = (
-    "Hold on, I drifted away from what you asked.",
-    "Sorry, I went off on a tangent there. Here is the real answer:",
-    "Hmm, none of that answers your question. Starting again:",
-    "Correction: that was unrelated to your question.",
-    "Let me refocus on your actual question.",
-    "Oh no, I wandered off the subject. Back to it.",
-    "Whoa, that was completely off-topic, my apologies.",
-    "Ignore everything above; here is a proper answer.",
-    "Okay, that was nonsense. Take two:",
-    "I seem to have lost the thread. To answer properly:",
-)
-HARD_NEGATIVES = (
-    "Wait until everything has cooled down before the next step.",
-    "Actually, this is the step most people skip.",
-    "You may have to wait a minute or two.",
-    "If you make a mistake, you can simply start over.",
-    "Let me know if you want to try again with different numbers.",
-    "Wait, there's one more thing to keep in mind.",
-    "Actually, there is an even easier way to think about it.",
-    "Don't worry if it is not right the first time.",
-    "Let's try it again with a bigger example.",
-    "That is not the only way to do it, of course.",
-    "It is easy to get distracted, so keep a checklist.",
-    "Going back to the first step, check your work.",
-)
-# kind → what it tests
-KINDS = {
-    "on_topic": "the model's own answer: one attempt, high score",
-    "off_topic": "an answer to another prompt: one attempt, low score",
-    "mixed": "half own answer, half another answer, no restart: one attempt, middling score",
-    "degenerate": "one sentence of the answer, then a word looped: one attempt, low score",
-    "hard_negative": "own answer with a 'wait'/'actually' sentence that is no restart",
-    "correction_listed": "off-topic, a listed restart phrase, on-topic: two attempts, improves",
-    "correction_held_out": "off-topic, a held-out restart phrase, on-topic: two, improves",
-    "reverse": "on-topic, a restart phrase, off-topic: two attempts, gets worse",
-    "triple": "off-topic, restart, off-topic, restart, on-topic: three attempts, improves",
+# class → (what it is, true target scores)
+CLASSES = {
+    "on_topic": "the model's own answer: one attempt, 100",
+    "off_topic": "its answer to another prompt: one attempt, 0",
+    "drift": "own answer, then another answer's second half, no restart: one attempt, 50",
+    "degenerate": "a fluent opening, then a loop, a repeated sentence or word salad: one, 0",
+    "leading_restart": "'Let me try again.'-style opening, then its own answer: one attempt, 100",
+    "hard_negative": "an answer with a sentence that uses restart words without restarting: one",
+    "correction": "off-topic, a restart, its own answer: two attempts, 0 → 100",
+    "late_correction": "2–4 off-topic sentences, a restart, its own answer: 0 → 100",
+    "reverse": "its own opening, a restart, off-topic text: 100 → 0",
+    "failed_correction": "half on, half off, a restart, other off-topic text: 50 → 0",
+    "triple": "off-topic, restart, other off-topic, restart, own answer: 0 → 0 → 100",
 }
+# families of the items without a phrase (degenerate items get one family per kind of damage)
+BASE_FAMILIES = ("plain", "looped_word", "repeated_sentence", "word_salad", "salad_after_clause")
+_LEADING = ("Let me try again.", "I'll try again.", "Okay, once more.", "Let me start over.")
+_STRUCTURES = ("correction", "late_correction", "reverse", "failed_correction", "triple")
 
 
 @dataclass(frozen=True)
@@ -73,16 +45,21 @@ class EvalItem:
     """One labelled response."""
 
     kind: str
+    family: str
     prompt: str
     response: str
     true_scores: tuple[float, ...]
-    true_texts: tuple[str, ...] = ()
+    restart_sentences: tuple[bool, ...] = ()
     label: str = ""
     meta: dict = field(default_factory=dict, compare=False)
 
     @property
     def n_attempts(self) -> int:
         return len(self.true_scores)
+
+    @property
+    def improves(self) -> bool:
+        return self.true_scores[-1] > self.true_scores[0]
 
     def to_input(self) -> JudgeInput:
         return JudgeInput(self.prompt, self.response, self.label)
@@ -92,124 +69,127 @@ def _sentences(text: str) -> list[str]:
     return [text[s:e].strip() for s, e in split_sentences(text)]
 
 
-def _opening(text: str, rng, min_words: int = 12) -> str:
-    """The first 1–3 sentences (at least `min_words` words) of a passage."""
+def word_salad(words: Sequence[str], rng, n: int) -> str:
+    """Fragments of real words glued with stray punctuation and odd capitals, the way steered
+    small models degrade ("from(By WorkGeneron/BOREGRE")."""
+    out = []
+    for _ in range(n):
+        w = str(words[int(rng.integers(len(words)))])
+        if len(w) > 4 and rng.random() < 0.6:
+            cut = int(rng.integers(2, len(w) - 1))
+            w = w[:cut] + str(words[int(rng.integers(len(words)))])[cut // 2:].capitalize()
+        if rng.random() < 0.3:
+            w = w.upper()
+        out.append(w + str(rng.choice(["", "", " ", "(", "/", ")", "-", "_", ".", "#", "2"])))
+    return "".join(x if x.endswith((" ", "(", "/")) else x + " " for x in out).strip()
+
+
+def _fill(phrase: str, prompt: str) -> str:
+    topic = topic_of(prompt)
+    return phrase.replace("{topic}", topic).replace("{Topic}", topic[:1].upper() + topic[1:])
+
+
+def _assemble(parts: Sequence[tuple[str, bool]], rng) -> tuple[str, tuple[bool, ...]]:
+    """Join (text, is_restart) parts; label each sentence of the result."""
+    text, marks = "", []
+    for k, (part, restart) in enumerate(parts):
+        if k:
+            # a part without closing punctuation would merge with what follows: new line
+            closed = text.rstrip().endswith((".", "!", "?", ":", ";", ")", "*"))
+            text += str(rng.choice([" ", " ", "\n\n", "\n"])) if closed else "\n"
+        marks.append((len(text), len(text) + len(part), restart))
+        text += part
+    text = text.strip()
+    labels = tuple(any(r and s < e2 and s2 < e for s2, e2, r in marks)
+                   for s, e in split_sentences(text))
+    return text, labels
+
+
+def _opening(text: str, rng, lo: int = 1, hi: int = 3, min_words: int = 12) -> str:
     sentences = _sentences(text)
-    k = int(rng.integers(1, 4))
-    out = " ".join(sentences[:k])
-    while len(out.split()) < min_words and k < len(sentences):
+    k = int(rng.integers(lo, hi + 1))
+    while len(" ".join(sentences[:k]).split()) < min_words and k < len(sentences):
         k += 1
-        out = " ".join(sentences[:k])
-    return out
-
-
-def _join(parts: Sequence[str], rng) -> str:
-    return "".join(p + (rng.choice([" ", "\n\n", "\n"]) if i < len(parts) - 1 else "")
-                   for i, p in enumerate(parts))
+    return " ".join(sentences[:k])
 
 
 def build_eval_set(answers: Sequence[dict], prompts: Sequence[str] | None = None, *,
-                   seed: int = 0, kinds: Sequence[str] | None = None) -> list[EvalItem]:
-    """Nine labelled items per answer (one per kind) for answers to `prompts`.
+                   seed: int = 0, families: Sequence[str] | None = None) -> list[EvalItem]:
+    """Items for the answers to `prompts` (all answers' prompts by default).
 
-    Off-topic material comes only from answers to other prompts in the same list.
+    Per answer: one item of each base family, one per negative family (inside an on-topic or
+    an off-topic answer, alternately) and one per restart family (its structure cycles through
+    correction, late correction, reverse, failed correction and triple). `families` keeps only
+    those families. Off-topic text comes only from answers to other prompts in the same list.
     """
     rng = np.random.default_rng(seed)
     prompts = list(prompts) if prompts is not None else list(dict.fromkeys(a["prompt"]
                                                                            for a in answers))
-    by_prompt = {p: [a["response"] for a in answers if a["prompt"] == p] for p in prompts}
-    kinds = list(kinds) if kinds is not None else list(KINDS)
-    items = []
+    pool = {p: [a["response"].strip() for a in answers if a["prompt"] == p] for p in prompts}
+    vocabulary = sorted({w.strip(".,:;!?*()\"'") for p in prompts for t in pool[p]
+                         for w in t.split() if w.isalpha()})
+    keep = set(families) if families is not None else None
+    items: list[EvalItem] = []
 
     def other(*avoid):
-        q = prompts[int(rng.integers(len(prompts)))]
-        while q in avoid:
-            q = prompts[int(rng.integers(len(prompts)))]
-        pool = by_prompt[q]
-        return q, pool[int(rng.integers(len(pool)))]
+        q = str(rng.choice([p for p in prompts if p not in avoid]))
+        return q, pool[q][int(rng.integers(len(pool[q])))]
 
-    for p in prompts:
-        for own in by_prompt[p]:
-            own = own.strip()
-            q, far = other(p)
-            off = _opening(far, rng)
-            listed = str(rng.choice(LISTED_PHRASES))
-            held = str(rng.choice(HELD_OUT_PHRASES))
-            any_phrase = str(rng.choice(LISTED_PHRASES + HELD_OUT_PHRASES))
-            sentences = _sentences(own)
-            made = {
-                "on_topic": ([own], [own], (100.0,)),
-                "off_topic": ([far.strip()], [far.strip()], (0.0,)),
-            }
-            half = max(1, len(sentences) // 2)
-            far_sentences = _sentences(far)
-            mixed = " ".join(sentences[:half] + far_sentences[len(far_sentences) // 2:])
-            made["mixed"] = ([mixed], [mixed], (50.0,))
-            word = max((w.strip(".,:;!?*") for w in sentences[0].split()), key=len).lower()
-            loop = sentences[0] + " " + " ".join([word] * int(rng.integers(25, 60)))
-            made["degenerate"] = ([loop], [loop], (0.0,))
-            at = int(rng.integers(1, max(2, len(sentences))))
-            negative = " ".join(sentences[:at] + [str(rng.choice(HARD_NEGATIVES))] + sentences[at:])
-            made["hard_negative"] = ([negative], [negative], (100.0,))
-            made["correction_listed"] = ([off, listed, own], [off, own], (0.0, 100.0))
-            made["correction_held_out"] = ([off, held, own], [off, own], (0.0, 100.0))
-            lead = _opening(own, rng)
-            made["reverse"] = ([lead, any_phrase, off], [lead, off], (100.0, 0.0))
-            _, far2 = other(p, q)
-            off2 = _opening(far2, rng)
-            phrase2 = str(rng.choice(LISTED_PHRASES + HELD_OUT_PHRASES))
-            made["triple"] = ([off, any_phrase, off2, phrase2, own], [off, off2, own],
-                              (0.0, 0.0, 100.0))
-            for kind in kinds:
-                parts, texts, scores = made[kind]
-                phrases = [x for x in parts if x in LISTED_PHRASES + HELD_OUT_PHRASES]
-                items.append(EvalItem(kind=kind, prompt=p, response=_join(parts, rng),
-                                      true_scores=scores, true_texts=tuple(texts),
-                                      meta={"other_prompt": q, "phrases": phrases,
-                                            "held_out": any(x in HELD_OUT_PHRASES
-                                                            for x in phrases)}))
+    def add(kind, family, prompt, parts, scores):
+        if keep is not None and family not in keep:
+            return
+        text, labels = _assemble(parts, rng)
+        items.append(EvalItem(kind, family, prompt, text, tuple(scores), labels))
+
+    for n, (p, own) in enumerate((p, a) for p in prompts for a in pool[p]):
+        s_own = _sentences(own)
+        q, far = other(p)
+        half = max(1, len(s_own) // 2)
+        far_s = _sentences(far)
+        drift = " ".join(s_own[:half] + far_s[len(far_s) // 2:])
+        add("on_topic", "plain", p, [(own, False)], [100])
+        add("off_topic", "plain", p, [(far, False)], [0])
+        add("drift", "plain", p, [(drift, False)], [50])
+        add("leading_restart", "plain", p, [(str(rng.choice(_LEADING)), True), (own, False)],
+            [100])
+        word = max((w.strip(".,:;!?*") for w in s_own[0].split()), key=len).lower()
+        add("degenerate", "looped_word", p,
+            [(s_own[0] + " " + " ".join([word] * int(rng.integers(25, 60))), False)], [0])
+        add("degenerate", "repeated_sentence", p,
+            [(" ".join([s_own[min(1, len(s_own) - 1)]] * int(rng.integers(6, 12))), False)], [0])
+        add("degenerate", "word_salad", p,
+            [(word_salad(vocabulary, rng, int(rng.integers(30, 70))), False)], [0])
+        clause = " ".join(s_own[0].split()[: int(rng.integers(5, 10))])
+        add("degenerate", "salad_after_clause", p,
+            [(clause + " " + word_salad(vocabulary, rng, int(rng.integers(40, 80))), False)], [0])
+        for k, (family, phrases) in enumerate(NEGATIVE_FAMILIES.items()):
+            neg = _fill(str(rng.choice(phrases)), p)
+            host, score = (s_own, 100) if (n + k) % 2 == 0 else (_sentences(far), 0)
+            at = int(rng.integers(1, max(2, len(host))))
+            add("hard_negative", family, p,
+                [(" ".join(host[:at]), False), (neg, False), (" ".join(host[at:]), False)]
+                if at < len(host) else [(" ".join(host), False), (neg, False)], [score])
+        for k, (family, phrases) in enumerate(RESTART_FAMILIES.items()):
+            structure = _STRUCTURES[(n + k) % len(_STRUCTURES)]
+            r1, r2 = (_fill(str(x), p) for x in rng.choice(phrases, 2, replace=False))
+            q1, far1 = other(p)
+            off = _opening(far1, rng)
+            if structure == "correction":
+                parts, scores = [(off, False), (r1, True), (own, False)], [0, 100]
+            elif structure == "late_correction":
+                parts, scores = [(_opening(far1, rng, 2, 4, 25), False), (r1, True),
+                                 (own, False)], [0, 100]
+            elif structure == "reverse":
+                parts, scores = [(_opening(own, rng), False), (r1, True), (off, False)], [100, 0]
+            elif structure == "failed_correction":
+                mixed = " ".join(s_own[:max(1, len(s_own) // 3)] + _sentences(off)[:2])
+                _, far2 = other(p, q1)
+                parts, scores = [(mixed, False), (r1, True), (_opening(far2, rng), False)], \
+                    [50, 0]
+            else:
+                _, far2 = other(p, q1)
+                parts = [(off, False), (r1, True), (_opening(far2, rng), False), (r2, True),
+                         (own, False)]
+                scores = [0, 0, 100]
+            add(structure, family, p, parts, scores)
     return items
-
-
-def _direction(scores: Sequence[float]) -> int:
-    return int(np.sign(scores[-1] - scores[0]))
-
-
-def score_against_truth(items: Sequence[EvalItem], verdicts: Sequence[Verdict]) -> dict:
-    """Attempt-count accuracy, direction accuracy and score correlation against the labels.
-
-    Direction accuracy is over items whose truth has several attempts: `direction_accuracy`
-    counts a missed split as wrong; `direction_accuracy_detected` only looks at items the judge
-    also split. Correlations pair the first (and last) attempt's score with its target.
-    """
-    rows = []
-    for item, v in zip(items, verdicts, strict=True):
-        scores = v.scores if v.ok else []
-        rows.append(dict(
-            kind=item.kind, held_out=item.meta.get("held_out", False), true_n=item.n_attempts,
-            judged_n=len(scores) if v.ok else None,
-            error=v.error, true_first=item.true_scores[0], true_last=item.true_scores[-1],
-            first=scores[0] if scores else np.nan, last=scores[-1] if scores else np.nan,
-            count_ok=v.ok and len(scores) == item.n_attempts,
-            true_dir=_direction(item.true_scores),
-            judged_dir=_direction(scores) if len(scores) > 1 else 0,
-        ))
-    multi = [r for r in rows if r["true_n"] > 1]
-    detected = [r for r in multi if (r["judged_n"] or 0) > 1]
-    valid = [r for r in rows if not np.isnan(r["first"])]
-    first_r = np.nan
-    if len(valid) > 2:
-        first_r = float(np.corrcoef([r["first"] for r in valid],
-                                    [r["true_first"] for r in valid])[0, 1])
-    return {
-        "n_items": len(rows),
-        "count_accuracy": float(np.mean([r["count_ok"] for r in rows])),
-        "n_multi": len(multi),
-        "direction_accuracy": float(np.mean([r["judged_dir"] == r["true_dir"] for r in multi]))
-        if multi else np.nan,
-        "n_detected": len(detected),
-        "direction_accuracy_detected": float(np.mean([r["judged_dir"] == r["true_dir"]
-                                                      for r in detected])) if detected else np.nan,
-        "first_score_r": first_r,
-        "rows": rows,
-    }

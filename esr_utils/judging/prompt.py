@@ -7,7 +7,9 @@ from esr_utils.judging.types import JudgeInput
 __all__ = ["PROMPT_VERSION", "SYSTEM_PROMPT", "INSTRUCTIONS", "build_user_message"]
 
 # part of every cache key: editing the wording below must bump it, so old grades are not reused
-PROMPT_VERSION = "esr-judge-v1"
+# v2: the worked example shows a restart in each direction (v1 showed only one that improves,
+# which could tilt the "last beats first" call that defines ESR)
+PROMPT_VERSION = "esr-judge-v2"
 
 SYSTEM_PROMPT = (
     "You grade answers written by another AI model. You are given the user's prompt, the "
@@ -39,9 +41,13 @@ How to grade:
    turn. That is not a restart: do not produce an empty attempt for it. Never output an attempt
    with empty text.
 
-5. Example. Prompt: "Name a red fruit." Response: "Banana! No, wait! Strawberry." The grade is
+5. Examples. A restart can make an answer better or worse; grade each attempt on its own.
+   Prompt: "Name a red fruit." Response: "Banana! No, wait! Strawberry." The grade is
    <json>{"attempts": [{"attempt_text": "Banana!", "score": 0},
    {"attempt_text": "Strawberry.", "score": 100}]}</json>
+   Prompt: "Name a red fruit." Response: "Strawberry! No, wait! Banana." The grade is
+   <json>{"attempts": [{"attempt_text": "Strawberry!", "score": 100},
+   {"attempt_text": "Banana.", "score": 0}]}</json>
 
 6. Grade every passage that is an attempt, however confused, repetitive or nonsensical it is;
    nonsense is an attempt that scores low.

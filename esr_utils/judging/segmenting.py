@@ -1,8 +1,10 @@
-"""Splitting a response into attempts at explicit restart language (the offline judge's rule).
+"""Sentences, restart patterns, and grouping sentences into attempts.
 
-A sentence is a *restart* when it matches one of `RESTART_PATTERNS`. Restart sentences are
-dropped and start a new attempt; empty attempts are dropped, so a response that opens with
-"Let me try again." is one attempt (as the paper's judge is told).
+The offline judge decides which sentences are restarts with a learned detector
+(`restart_detector`); the patterns here are one of its features, and the whole decision only
+for the strict variant (`split_attempts`). Either way, restart sentences start a new attempt
+and are dropped from it, and empty attempts are dropped, so a response that opens with
+"Let me try again." is one attempt (as the paper's judge is told, App. A.2.1).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ import re
 from typing import Callable, Sequence
 
 __all__ = ["RESTART_PATTERNS", "PAPER_EXAMPLE_PATTERNS", "RESTART_EXAMPLES", "split_sentences",
-           "is_restart", "split_attempts"]
+           "is_restart", "split_attempts", "group_attempts", "KEEP_WORDS", "PatternRestarts"]
+
+# a restart sentence longer than this carries content ("Wait, no: to change a tire you first
+# remove the wheel.") and stays as the first sentence of the attempt it opens
+KEEP_WORDS = 12
 
 _I = r"(?:i|i've|i'd|i'm|i am|i have)"
 # Each pattern is searched inside one sentence (case-insensitive). Patterns that would also
@@ -86,21 +92,32 @@ def is_restart(sentence: str, patterns: Sequence[re.Pattern] | None = None) -> b
     return any(p.search(core) for p in (_COMPILED if patterns is None else patterns))
 
 
+def group_attempts(text: str, spans: Sequence[tuple[int, int]],
+                   restarts: Sequence[bool]) -> list[list[int]]:
+    """Sentence indices of each attempt: a restart sentence closes the current attempt, and is
+    kept in the next one only when it has more than `KEEP_WORDS` words. Empty groups vanish."""
+    groups: list[list[int]] = [[]]
+    for k, ((start, end), restart) in enumerate(zip(spans, restarts, strict=True)):
+        if restart:
+            if groups[-1]:
+                groups.append([])
+            if len(re.findall(r"\w+", text[start:end])) > KEEP_WORDS:
+                groups[-1].append(k)
+        else:
+            groups[-1].append(k)
+    return [g for g in groups if g]
+
+
 def split_attempts(text: str, patterns: Sequence[re.Pattern] | None = None,
                    also: Callable[[str], bool] | None = None) -> list[str]:
-    """The attempts in `text`, restart sentences removed; [] when nothing but restarts is left.
-
-    `also` is an extra restart test, OR-ed with the patterns (the offline judge's semantic one).
-    """
-    groups: list[list[tuple[int, int]]] = [[]]
-    for start, end in split_sentences(text):
-        sentence = text[start:end]
-        if is_restart(sentence, patterns) or (also is not None and also(sentence)):
-            groups.append([])
-        else:
-            groups[-1].append((start, end))
+    """The attempts in `text` by patterns alone, restart sentences removed; [] when nothing but
+    restarts is left. `also` is an extra restart test, OR-ed with the patterns."""
+    spans = split_sentences(text)
+    flags = [is_restart(text[s:e], patterns) or (also is not None and also(text[s:e]))
+             for s, e in spans]
     # each attempt keeps the original text from its first to its last sentence
-    return [text[g[0][0]:g[-1][1]].strip() for g in groups if g]
+    return [text[spans[g[0]][0]:spans[g[-1]][1]].strip()
+            for g in group_attempts(text, spans, flags)]
 
 
 # Only the five example phrases the paper's judge is shown (App. A.2.1), as exact wordings;
@@ -124,3 +141,15 @@ RESTART_EXAMPLES: tuple[str, ...] = (
     "No, wait!",
     "Oops, I got off topic.",
 )
+
+
+class PatternRestarts:
+    """A restart decision by patterns alone (the strict offline judge's), in the detector's
+    interface: `flags(prompt, sentences, embedder)`."""
+
+    def __init__(self, patterns: Sequence[str] | None = None):
+        self.patterns = tuple(patterns) if patterns is not None else RESTART_PATTERNS
+        self._compiled = tuple(re.compile(p, re.IGNORECASE) for p in self.patterns)
+
+    def flags(self, prompt: str, sentences: Sequence[str], embedder=None) -> list[bool]:
+        return [is_restart(s, self._compiled) for s in sentences]

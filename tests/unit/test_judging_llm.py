@@ -202,10 +202,10 @@ def test_judging_doctests_pass():
     import doctest
 
     import esr_utils.judging
-    import esr_utils.judging.calibration
+    import esr_utils.judging.score_scale
     import esr_utils.judging.offline
 
-    for module in (esr_utils.judging, esr_utils.judging.calibration, esr_utils.judging.offline):
+    for module in (esr_utils.judging, esr_utils.judging.score_scale, esr_utils.judging.offline):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

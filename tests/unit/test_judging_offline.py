@@ -1,5 +1,5 @@
-"""The offline judge: restart segmentation on hand-written examples, scoring with the bundled
-embedding model, the repetition penalty, and the calibration fit."""
+"""The offline judge: pattern segmentation, the learned restart detector on hand-written
+responses, scoring with the bundled embedding model, the penalties, and the fits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esr_utils.judging import JudgeInput, OfflineJudge, strict_offline_judge
-from esr_utils.judging.calibration import Calibration, fit_logistic, split_prompts
-from esr_utils.judging.offline import repetition
-from esr_utils.judging.segmenting import is_restart, split_attempts
+from esr_utils.judging.embedding import language_quality, repetition
+from esr_utils.judging.offline_fit import split_prompts
+from esr_utils.judging.restart_detector import RestartDetector, WEIGHTS_PATH, fit_weights
+from esr_utils.judging.score_scale import ScoreScale, fit_logistic
+from esr_utils.judging.segmenting import group_attempts, is_restart, split_attempts, split_sentences
 
 FRACTIONS = ("To add two fractions, first find a common denominator. Rewrite each fraction with "
              "that denominator, add the numerators, and keep the denominator. Finally, simplify "
@@ -68,11 +70,31 @@ def judge():
     return OfflineJudge()
 
 
+def test_long_restart_sentence_keeps_its_content():
+    """A restart sentence with content stays as the start of the attempt it opens."""
+    text = ("Hawaii is sunny. Wait, no, to add two fractions you first find a common "
+            "denominator for both of them.")
+    spans = split_sentences(text)
+    assert group_attempts(text, spans, [False, True]) == [[0], [1]]
+    assert group_attempts("A b. Wait. C d.", split_sentences("A b. Wait. C d."),
+                          [False, True, False]) == [[0], [2]]
+
+
+def test_repetition_is_zero_for_prose_and_high_for_loops():
+    assert repetition(FRACTIONS) < 0.05
+    assert repetition("denominator " * 40) > 0.9
+
+
+def test_language_quality_tells_prose_from_word_salad():
+    assert language_quality(FRACTIONS) == 1.0
+    assert language_quality("from(By WorkGeneron/BOREGRE ##ity)Nex/ tor_ation") < 0.5
+
+
 def test_on_topic_answer_scores_high_and_off_topic_low(judge):
     prompt = "Explain how to add two fractions."
     on = judge.judge(JudgeInput(prompt, FRACTIONS))
     off = judge.judge(JudgeInput(prompt, HAWAII))
-    assert on.ok and len(on.attempts) == 1
+    assert on.ok and len(on.attempts) == 1 and len(off.attempts) == 1
     assert on.scores[0] > 70 > 30 > off.scores[0]
 
 
@@ -92,6 +114,17 @@ def test_looping_on_topic_words_is_penalised(judge):
     assert judge.judge(JudgeInput(prompt, loop)).scores[0] < 20
 
 
+def test_word_salad_after_an_on_topic_clause_scores_low(judge):
+    """The first words must not decide: relevance and language are read over the whole attempt
+    (a steered answer like this scored 88.9 before)."""
+    prompt = "How do you give an effective presentation?"
+    salad = ("To give an effective presentation, Many people from(By WorkGeneron/BOREGRE "
+             "intoSTRUCT/ationPre(sen tingWORK_ers/Gen#eral ofBOR(EGRE prES/enta)tion Work"
+             "GENeron/ByBy from(By")
+    verdict = judge.judge(JudgeInput(prompt, salad))
+    assert verdict.ok and verdict.scores[0] <= 20
+
+
 def test_offline_judge_never_raises(judge):
     """A judge failure inside the loop becomes a recorded error."""
 
@@ -107,42 +140,63 @@ def test_offline_judge_never_raises(judge):
 def test_strict_variant_only_splits_at_the_paper_examples(judge):
     strict = strict_offline_judge(embedder=judge.embedder)
     text = f"{HAWAII} Oops, I got off topic. {FRACTIONS}"
-    assert len(strict.segment(text)) == 1 and len(judge.segment(text)) == 2
+    assert len(strict.segment(text)) == 1
     assert len(strict.segment(f"{HAWAII} Let me try again. {FRACTIONS}")) == 2
 
 
 def test_logistic_fit_recovers_a_known_boundary():
-    """The calibration must come from data: simulate two classes with a known midpoint."""
+    """The score scale must come from data: simulate two classes with a known midpoint."""
     # equal-variance Gaussian classes: the exact posterior is logistic with slope Δμ/σ² = 17.8
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0.2, 0.15, 2000), rng.normal(0.6, 0.15, 2000)])
     y = np.array([0] * 2000 + [1] * 2000)
     slope, intercept = fit_logistic(x, y)
-    cal = Calibration(slope, intercept)
-    assert cal.midpoint == pytest.approx(0.4, abs=0.02)
+    scale = ScoreScale(slope, intercept)
+    assert scale.midpoint == pytest.approx(0.4, abs=0.02)
     assert slope == pytest.approx(0.4 / 0.15**2, rel=0.15)
 
 
-def test_shipped_calibration_separates_its_classes():
-    """Sanity of the shipped fit: off-topic similarities map low, on-topic ones high."""
-    cal = Calibration.load()
-    assert cal.slope > 0
-    assert cal.meta["n_on_topic"] >= 30 and cal.meta["n_off_topic"] >= 30
-    assert 0.0 < cal.midpoint < 1.0
+def test_detector_fit_recovers_known_weights():
+    """The many-feature logistic regression finds a planted rule (tiny ridge, many rows)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6000, 3))
+    y = (rng.random(6000) < 1 / (1 + np.exp(-(2.0 * X[:, 0] - 1.0 * X[:, 1] - 0.5)))).astype(float)
+    w, b, mean, scale = fit_weights(X, y, l2=1e-3)
+    raw = w / scale  # back to unstandardised units
+    assert raw == pytest.approx([2.0, -1.0, 0.0], abs=0.15)
+    assert b - (mean / scale) @ w == pytest.approx(-0.5, abs=0.1)
+
+
+def test_shipped_detector_matches_its_checksum_and_a_wrong_one_names_the_fix(tmp_path):
+    detector = RestartDetector.load()  # checks WEIGHTS_SHA256
+    assert detector.weights.shape == detector.mean.shape
+    bad = tmp_path / "w.json"
+    bad.write_text(WEIGHTS_PATH.read_text().replace('"threshold"', '"threshold" ', 1))
+    with pytest.raises(ValueError, match="offline_fit"):
+        RestartDetector.load(bad)
+    assert RestartDetector.load(bad, sha256=None).threshold == detector.threshold
+
+
+def test_shipped_score_scale_separates_its_classes(judge):
+    """On calibration answers, own-prompt relevance maps above 50 and another prompt's below,
+    for nearly every answer, and the means land on the score targets (≥ 70, ≤ 30)."""
+    from esr_utils.judging.answers import load_answers
+
+    answers = load_answers()
+    prompts = list(dict.fromkeys(a["prompt"] for a in answers))
+    calib, _ = split_prompts(prompts)
+    rows = [a for a in answers if a["prompt"] in calib][:8]
+    on = [judge.score(a["prompt"], a["response"]) for a in rows]
+    off = [judge.score(calib[(calib.index(a["prompt"]) + 5) % len(calib)], a["response"])
+           for a in rows]
+    assert sum(x > 50 for x in on) >= 7 and sum(x < 50 for x in off) >= 7
+    assert np.mean(on) >= 70 and np.mean(off) <= 30
 
 
 def test_prompt_split_is_disjoint_and_complete():
     prompts = [f"p{i}" for i in range(38)]
     calib, valid = split_prompts(prompts)
     assert not set(calib) & set(valid) and sorted(calib + valid) == sorted(prompts)
-
-
-def test_semantic_restart_option_catches_a_paraphrase_the_patterns_miss(judge):
-    """The optional embedding test splits at a paraphrased restart (off by default, see A2)."""
-    text = f"{HAWAII} Whoa, that was completely off-topic, my apologies. {FRACTIONS}"
-    semantic = OfflineJudge(semantic_restarts=True, embedder=judge.embedder)
-    assert len(judge.segment(text)) == 1
-    assert semantic.segment(text) == [HAWAII, FRACTIONS]
 
 
 @settings(max_examples=150, deadline=None)

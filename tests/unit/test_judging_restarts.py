@@ -1,0 +1,185 @@
+"""The offline judge's labelled set, its family split, the validation arithmetic, the learned
+detector on restarts written for this test (not in any training family), and the layout."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from esr_utils.judging import Attempt, JudgeInput, OfflineJudge, Verdict
+from esr_utils.judging.evalset import CLASSES, build_eval_set
+from esr_utils.judging.offline_fit import family_folds
+from esr_utils.judging.phrase_families import NEGATIVE_FAMILIES, RESTART_FAMILIES, topic_of
+from esr_utils.judging.segmenting import split_sentences
+from esr_utils.judging.validation import accuracy_table, item_rows, wilson
+from esr_utils.paths import PACKAGE_DIR
+
+ANSWERS = [
+    {"prompt": "Explain how to add two fractions.",
+     "response": "Find a common denominator. Add the numerators. Simplify the result."},
+    {"prompt": "How do you make a good cup of coffee?",
+     "response": "Grind fresh beans. Heat water to just below boiling. Brew for four minutes."},
+    {"prompt": "Explain how to change a bike tire.",
+     "response": "Remove the wheel. Lever the tire off the rim. Fit the new tube and inflate it."},
+]
+
+
+def test_topic_of_turns_prompts_into_phrases():
+    assert topic_of("Explain how to add two fractions.") == "how to add two fractions"
+    assert topic_of("How do you make a good cup of coffee?") == "how to make a good cup of coffee"
+
+
+def test_labelled_set_marks_exactly_the_inserted_restart_sentences():
+    items = build_eval_set(ANSWERS, seed=3)
+    assert {i.kind for i in items} == set(CLASSES)
+    phrases = {p for ps in RESTART_FAMILIES.values() for p in ps}
+    for item in items:
+        sentences = [item.response[s:e] for s, e in split_sentences(item.response)]
+        assert len(sentences) == len(item.restart_sentences)
+        multi = item.n_attempts > 1
+        # n attempts need at least n − 1 restart sentences, single answers none after the start
+        assert sum(item.restart_sentences) >= item.n_attempts - 1
+        if not multi and item.kind != "leading_restart":
+            assert not any(item.restart_sentences), item
+        if item.family in RESTART_FAMILIES:
+            assert multi and any(p.split("{")[0][:6] in item.response for p in phrases)
+    per_answer = len(RESTART_FAMILIES) + len(NEGATIVE_FAMILIES) + 8
+    assert len(items) == per_answer * len(ANSWERS)
+
+
+def test_families_filter_and_seed_reproduce():
+    a = build_eval_set(ANSWERS, seed=5, families=["take_two", "wait_instruction"])
+    b = build_eval_set(ANSWERS, seed=5, families=["take_two", "wait_instruction"])
+    assert a == b and {i.family for i in a} == {"take_two", "wait_instruction"}
+
+
+def test_every_family_is_in_exactly_one_fold():
+    folds = family_folds(4, seed=0)
+    every = [f for fold in folds for f in fold]
+    assert len(every) == len(set(every))
+    assert set(every) >= set(RESTART_FAMILIES) | set(NEGATIVE_FAMILIES)
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+
+
+def test_wilson_interval_matches_the_formula():
+    lo, hi = wilson(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson(50, 100)
+    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(0.1918, abs=1e-3)
+
+
+def test_validation_arithmetic_on_hand_made_verdicts():
+    items = [i for i in build_eval_set(ANSWERS, seed=0) if i.kind in ("correction", "on_topic")]
+    corr = next(i for i in items if i.kind == "correction")
+    single = next(i for i in items if i.kind == "on_topic")
+    verdicts = {
+        "right": Verdict((Attempt("a", 5.0), Attempt("b", 90.0))),
+        "wrong way": Verdict((Attempt("a", 90.0), Attempt("b", 5.0))),
+        "missed": Verdict((Attempt("a", 50.0),)),
+    }
+    rows = item_rows([corr] * 3 + [single, single], list(verdicts.values()) + [
+        Verdict((Attempt("x", 80.0),)), Verdict((Attempt("x", 80.0), Attempt("y", 1.0)))])
+    assert [r["count_ok"] for r in rows] == [True, True, False, True, False]
+    assert [r["direction_ok"] for r in rows[:3]] == [True, False, False]
+    assert [r["kept_single"] for r in rows[3:]] == [True, False]
+    table = {t["kind"]: t for t in accuracy_table(rows, "kind")}
+    assert table["correction"]["direction"] == pytest.approx(1 / 3)
+    assert table["on_topic"]["kept_single"] == 0.5 and table["on_topic"]["kept_single_n"] == 2
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return OfflineJudge()
+
+
+PROMPT = "Explain how to change a bike tire."
+OFF = ("The Roman aqueducts carried water across long distances using gentle slopes. Many of "
+       "them still stand in southern France.")
+OFF2 = "Their arches were built from stone blocks without mortar."
+ON = ("First, remove the wheel from the frame and let out any remaining air. Use tire levers to "
+      "pry the tire off the rim, replace the inner tube, and inflate it to the pressure printed "
+      "on the tire.")
+
+
+@pytest.mark.parametrize("restart", [
+    # the four kinds of restart that the pattern-only judge missed (issue 10)
+    "Apologies, I should be telling you how to change a bike tire.",
+    pytest.param("Scrap all of that and begin anew.", marks=pytest.mark.xfail(
+        strict=True, reason="known miss of the shipped detector (reported in A2 and issue 10)")),
+    pytest.param("Ah! The bike tire.", marks=pytest.mark.xfail(
+        strict=True, reason="known miss of the shipped detector (reported in A2 and issue 10)")),
+])
+def test_detector_splits_restarts_written_for_this_test(judge, restart):
+    verdict = judge.judge(JudgeInput(PROMPT, f"{OFF} {restart} {ON}"))
+    assert len(verdict.attempts) == 2, verdict
+    assert verdict.scores[1] > verdict.scores[0] + 30
+
+
+def test_try_again_after_a_second_off_topic_sentence(judge):
+    verdict = judge.judge(JudgeInput(PROMPT, f"{OFF} {OFF2} Time for another try. {ON}"))
+    assert len(verdict.attempts) == 2 and verdict.scores[1] > verdict.scores[0]
+
+
+@pytest.mark.parametrize("negative", [
+    "Actually, this is the part that takes longest.",
+    "Wait until the glue on the patch dries.",
+    "Let me explain why the pressure matters.",
+    "Sorry to hear your tire went flat again.",
+    "If the tube still leaks, start over with a new one.",
+])
+def test_detector_keeps_hard_negatives_inside_one_answer(judge, negative):
+    verdict = judge.judge(JudgeInput(PROMPT, f"{ON} {negative} Finally, refit the wheel."))
+    assert len(verdict.attempts) == 1, verdict
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                "esr_utils.judging."):
+            found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[2] for a in node.names
+                      if a.name.startswith("esr_utils.judging.")}
+    return found
+
+
+def test_judging_package_has_no_import_cycles_and_small_modules():
+    folder = PACKAGE_DIR / "judging"
+    graph = {p.stem: _imports(p) for p in folder.glob("*.py")}
+    state: dict[str, int] = {}
+
+    def visit(node, stack):
+        if state.get(node) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join(stack + [node])}")
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for child in graph.get(node, ()):
+            visit(child, stack + [node])
+        state[node] = 2
+
+    for node in graph:
+        visit(node, [])
+    for p in folder.glob("*.py"):
+        assert len(p.read_text().splitlines()) <= 300, p.name
+    # and each module imports on its own in a fresh interpreter
+    code = "; ".join(f"import esr_utils.judging.{m}" for m in sorted(graph) if m != "__main__")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_judge_module_doctests_pass():
+    import doctest
+
+    import esr_utils.judging.embedding
+    import esr_utils.judging.score_scale
+    import esr_utils.judging.validation
+
+    for module in (esr_utils.judging.embedding, esr_utils.judging.score_scale,
+                   esr_utils.judging.validation):
+        assert doctest.testmod(module).failed == 0, module.__name__
