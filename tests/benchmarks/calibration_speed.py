@@ -22,7 +22,7 @@ from esr_utils.calibration import boost_prior, calibrate, trial_seed
 from esr_utils.evaluation import judged_trials
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import make_judge
-from esr_utils.labels import load_labels
+from esr_utils.saes import load_labels
 from esr_utils.models import load_model
 from esr_utils.prompts import load_prompts
 from esr_utils.saes import load_sae
