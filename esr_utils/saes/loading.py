@@ -11,8 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-
 from esr_utils.models import EMBEDDED_MODEL, ModelSpec, get_spec
 from esr_utils.paths import DATA_DIR
 from esr_utils.saes.pretrained import gemma_scope_sae_id, load_gemma_scope_file, load_goodfire_file

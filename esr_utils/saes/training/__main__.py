@@ -36,6 +36,9 @@ from esr_utils.saes.training.sources import (CHAT_TEMPLATES, PROSE_TEMPLATES,
 from esr_utils.saes.training.train import train_sae
 
 N_CHAT, N_PROSE = 384, 256  # the model's own texts generated for training
+UPDATE_NOTE = (" (measured after training by `--update`: if the weights were trained on another "
+               "corpus, some held-out documents may have been in it; the chat answers, to the "
+               "book's evaluation prompts, never were)")
 
 
 def _parse(argv):
@@ -125,6 +128,7 @@ def main(argv=None) -> Path:
         labels = relabel_from_examples(folder, tokenizer, minilm)
         heldout, scores = _evaluate(sae, hf, tokenizer, settings, (), labels, minilm, timings)
         record.update(heldout=heldout, label_scores=scores, targets=QUALITY_TARGETS,
+                      heldout_note=UPDATE_NOTE,
                       evaluation_command=command, evaluation_settings=asdict(settings),
                       n_live=labels["meta"]["n_live"], update_timings=timings)
         save_embedded_sae(sae, folder, labels=labels, training=record)
