@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env book test clean
+.PHONY: env book test clean sae
 
 env: $(STAMP)
 
@@ -29,6 +29,14 @@ book: env
 # unit tests, every chapter under the smoke profile, and a strict book build
 test: env
 	$(PY) -m pytest
+
+# retrain the embedded SAE from scratch from the shipped corpus (generates the model's own texts,
+# then activations, training, held-out metrics and labels; about an hour on a laptop CPU)
+sae: env
+	@$(PY) -c "from esr_utils.saes.training.corpus import require_corpus_files; require_corpus_files()" \
+		|| { echo "make sae: restore the corpus with 'git checkout -- esr_utils/data/sae_corpus'"; exit 1; }
+	nice -n 10 $(PY) -m esr_utils.saes.training --out esr_utils/data/embedded_sae \
+		--cache $(HOME)/.cache/esr_utils/sae_training --threads 1
 
 clean:
 	rm -rf book/_build book/notebooks

@@ -18,7 +18,7 @@ import numpy as np
 
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import make_judge
-from esr_utils.labels import load_labels
+from esr_utils.saes import load_labels
 from esr_utils.models import load_model
 from esr_utils.prompts import load_prompts
 from esr_utils.protocol import judged_trials

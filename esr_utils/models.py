@@ -24,6 +24,7 @@ __all__ = [
     "backend_for",
     "load_model",
     "embedded_gguf_path",
+    "embedded_dense_dir",
 ]
 
 
@@ -251,6 +252,11 @@ def _embedded_dense_dir() -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+def embedded_dense_dir() -> Path:
+    """The embedded model as a plain transformers folder (dequantized once into the user cache)."""
+    return _embedded_dense_dir()
 
 
 def load_model(

@@ -17,7 +17,7 @@ import numpy as np
 from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.judging.regrade import judge_stored
-from esr_utils.labels import load_labels
+from esr_utils.saes import load_labels
 from esr_utils.latent_selection import (prompt_token_maxima, rate_concreteness,
                                         relevant_by_prompt_tokens, relevant_by_response_top_k,
                                         sample_candidates, select_latents)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from esr_utils.labels import LatentLabels, build_labels
-from esr_utils.sae_eval import latent_statistics, splice_losses
-from esr_utils.sae_training import TrainSettings, collect_activations, residuals, train_sae
+from esr_utils.saes import LatentLabels
+from esr_utils.saes.training.activations import collect_activations, residuals
+from esr_utils.saes.training.concepts import choose_concepts, dominant_word, top_examples
+from esr_utils.saes.training.evaluate import latent_statistics, meets_targets, splice_losses
+from esr_utils.saes.training.label_scores import auc_rows
+from esr_utils.saes.training.settings import QUALITY_TARGETS, TrainSettings
+from esr_utils.saes.training.train import train_sae
 
 D = 32
 
@@ -79,8 +84,8 @@ def test_splicing_an_exact_sae_recovers_all_the_loss(tiny_hf):
     assert out["ce_zero"] != pytest.approx(out["ce_clean"], abs=1e-3)
 
 
-def test_labels_hold_each_latents_top_token_and_list_dead_ones(tiny_hf):
-    """The label store is evidence: the top example must be the latent's largest activation."""
+def test_top_examples_are_the_largest_activations_beyond_position_one(tiny_hf):
+    """Label evidence is each latent's largest activations; positions 0 and 1 never count."""
     from sae_lens import StandardSAE, StandardSAEConfig
 
     contexts = [list(range(1 + i, 13 + i)) for i in range(4)]
@@ -89,33 +94,71 @@ def test_labels_hold_each_latents_top_token_and_list_dead_ones(tiny_hf):
     sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=8, apply_b_dec_to_input=False))
     with torch.no_grad():
         sae.b_enc[7] = -1e6  # never fires
-    out = build_labels(sae, tiny_hf, _Tok(), data, 1, k=3)
-    assert out["meta"]["dead"] == [7] and "7" not in out["latents"]
+    vals, rows, counts, n = top_examples(sae, data, k=3)
+    keep = data["index"][:, 1] >= 2
     acts = sae.encode(data["acts"].float())
-    for key, entry in out["latents"].items():
-        row = int(acts[:, int(key)].argmax())
-        ctx, pos = data["index"][row].tolist()
-        assert entry["top"][0]["token"] == f" t{contexts[ctx][pos]}"
-        assert entry["top"][0]["act"] == pytest.approx(float(acts[row, int(key)]), abs=0.01)
-        assert len(entry["promoted"]) == 8
-    store = LatentLabels(out["meta"], out["latents"])
-    assert store.label(7).startswith("dead")
-    with pytest.raises(IndexError, match="0..7"):
-        store.label(8)
-    with pytest.raises(KeyError, match="dead"):
-        store[7]
+    acts[~keep] = 0.0
+    assert n == int(keep.sum()) and counts[7] == 0
+    assert counts.tolist() == (acts > 0).sum(0).tolist()
+    for j in range(7):
+        expected = acts[:, j].topk(3).values
+        torch.testing.assert_close(vals[:, j], expected)
+        assert all(data["index"][r, 1] >= 2 for r in rows[:, j].tolist())
+
+
+def test_concepts_follow_the_distinctive_direction_and_the_dominant_word():
+    """A latent gets the candidates nearest its contexts' mean minus all latents' mean."""
+    e = np.eye(4, dtype=np.float32)
+    contexts = {0: np.stack([e[0] + e[3], e[0] + e[3]]), 1: np.stack([e[1] + e[3], e[1] + e[3]])}
+    cands = np.stack([e[0], e[1], e[3], (e[0] + e[2]) / 2 ** 0.5])
+    words, lex = ["violin", "dog", "thing", "cello"], ["noun.artifact", "noun.animal",
+                                                       "noun.Tops", "noun.artifact"]
+    out = choose_concepts(contexts, cands, words, lex)
+    # "thing" matches every latent's contexts equally, so the centring removes it
+    assert out[0] == {"concept": "violin and cello", "concept_words": ["violin", "cello"],
+                      "concept_lexname": "noun.artifact"}
+    assert out[1]["concept_words"][0] == "dog"
+    lexical = choose_concepts(contexts, cands, words, lex, dominant={0: "which"})
+    assert lexical[0]["concept"] == "which and violin" and lexical[0]["concept_lexname"] is None
+    assert dominant_word([" which", " which", "which", " which", " of"]) == "which"
+    assert dominant_word([" which", " which", " of"]) is None
+
+
+def test_auc_rows_is_the_mann_whitney_statistic():
+    scores = np.array([[0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5],
+                       [0.1, 0.2, 0.9, 0.8, 0.7, 0.6, 0.5],
+                       [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]])
+    pos = np.array([[1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0, 0]],
+                   dtype=bool)
+    auc = auc_rows(scores, pos, min_positives=2)
+    assert auc[0] == 1.0 and auc[1] == 0.0
+    assert auc[2] == pytest.approx(3 / 12)  # positives 0.1, 0.3, 0.5 beat 0, 1, 2 of 4 negatives
+    assert np.isnan(auc_rows(scores, pos, min_positives=3)[0])
+
+
+def test_quality_targets_are_checked_per_metric():
+    good = {"fve": 0.8, "loss_recovered": 0.95, "l0": 64.0}
+    assert all(meets_targets(good, QUALITY_TARGETS).values())
+    assert meets_targets({**good, "fve": 0.7}, QUALITY_TARGETS) == {
+        "fve": False, "loss_recovered": True, "l0": True}
+    assert not meets_targets({**good, "l0": 200.0}, QUALITY_TARGETS)["l0"]
 
 
 def test_label_store_round_trips(tmp_path):
-    from esr_utils.labels import load_labels
+    from esr_utils.saes import load_labels
 
-    store = LatentLabels({"d_sae": 3, "n_live": 1, "dead": [0, 2], "n_tokens": 10},
-                         {"1": {"frequency": 0.1, "promoted": [" cat", " dog"] + [" x"] * 6,
-                                "top": [{"token": " cat", "context": "a[ cat]", "act": 2.0}]}})
+    entry = {"frequency": 0.1, "concept": "cat and kitten", "concept_words": ["cat", "kitten"],
+             "concept_lexname": "noun.animal", "auc": 0.9,
+             "top": [{"token": " cat", "context": "a[ cat]", "act": 2.0}]}
+    store = LatentLabels({"d_sae": 3, "n_live": 1, "dead": [0, 2], "n_tokens": 10}, {"1": entry})
     store.save(tmp_path / "labels.json.gz")
     again = load_labels(tmp_path)
-    assert again.label(1) == store.label(1) == "fires on: cat | promotes: cat, dog, x"
-    assert again.search("dog") == [1] and again.words(1) == ["cat"]
+    assert again.label(1) == store.label(1) == "cat and kitten"
+    assert again[1]["label"] == "cat and kitten"
+    assert again.search("kitten") == [1] and again.words(1) == ["cat", "kitten"]
+    assert again.label(0).startswith("dead")
+    with pytest.raises(KeyError, match="dead"):
+        again[0]
 
 
 def test_training_returns_a_sliceable_jumprelu_with_folded_scaling():
@@ -136,27 +179,22 @@ def test_training_returns_a_sliceable_jumprelu_with_folded_scaling():
     slice_sae(sae, [0], [1, 2])  # ablation slicing accepts it
 
 
-def test_concrete_ids_keep_physical_nouns_in_a_frequency_band():
-    """Steering needs latents about things; abstract, rare or dense latents are left out."""
-    entry = {"promoted": [" x"] * 8, "top": [{"token": " violin", "context": "", "act": 1.0}]}
+def test_concrete_ids_keep_physical_concepts_that_predict_firing():
+    """Steering needs latents about things; abstract, unpredictive, rare or dense ones are out."""
+    top = [{"token": " violin", "context": "a[ violin]", "act": 1.0}]
+
+    def entry(freq, lexname, auc, word="violin"):
+        return {"frequency": freq, "concept": word, "concept_words": [word],
+                "concept_lexname": lexname, "auc": auc, "top": top}
+
     latents = {
-        "0": {**entry, "frequency": 0.001, "topic": ["violin", "artifact", 5]},
-        "1": {**entry, "frequency": 0.001, "topic": ["idea", "cognition", 8]},   # abstract
-        "2": {**entry, "frequency": 0.5, "topic": ["dog", "animal", 8]},         # dense
-        "3": {**entry, "frequency": 0.002, "topic": ["dog", "animal", 7]},
-        "4": {**entry, "frequency": 0.002, "topic": ["cat", "animal", 2]},       # too few
-        "5": {**entry, "frequency": 0.002},                                      # no topic
+        "0": entry(0.001, "noun.artifact", 0.80),
+        "1": entry(0.001, "noun.cognition", 0.95, "idea"),  # abstract
+        "2": entry(0.5, "noun.animal", 0.95, "dog"),        # dense
+        "3": entry(0.002, "noun.animal", 0.90, "dog"),
+        "4": entry(0.002, "noun.animal", 0.60, "cat"),      # label does not predict firing
+        "5": entry(0.002, "noun.animal", None, "cat"),      # not scored
     }
     store = LatentLabels({"d_sae": 6, "n_live": 6, "dead": []}, latents)
     assert store.concrete_ids() == [3, 0]
-    assert store.topic(3) == "dog" and store.topic(5) is None
-
-
-def test_noun_topics_are_first_senses_of_mainly_nouns():
-    from esr_utils.sae_corpus import WORDNET_DIR, noun_topics
-
-    if not (WORDNET_DIR / "index.noun").exists():
-        pytest.skip("needs the Debian package wordnet-base")
-    topics = noun_topics()
-    assert topics["violin"] == "artifact" and topics["dog"] == "animal"
-    assert "have" not in topics and "small" not in topics and "assistant" not in topics
+    assert store.topic(3) == "dog"

@@ -78,11 +78,17 @@ class TestSlicing:
             slice_sae(sae, [], [1])
 
     def test_latent_out_of_range_names_the_range(self):
+        """One check, one exception type, wherever ids enter: slicing, the id check, labels."""
         sae = _random_sae("standard")
-        with pytest.raises(ValueError, match="out of range"):
+        with pytest.raises(ValueError, match=rf"\[{D_SAE}\] are out of range.*0..{D_SAE - 1}"):
             slice_sae(sae, [D_SAE], [])
-        with pytest.raises(IndexError, match=f"0..{D_SAE - 1}"):
-            check_latent_ids(sae, [0, -1])
+        with pytest.raises(ValueError, match=rf"\[-1\] are out of range.*0..{D_SAE - 1}"):
+            check_latent_ids([0, -1], D_SAE)
+        assert check_latent_ids([3, 1.0, 3], D_SAE) == [3, 1, 3]
+        from esr_utils.saes import LatentLabels
+
+        with pytest.raises(ValueError, match="0..2"):
+            LatentLabels({"d_sae": 3}, {}).label(3)
 
 
 class TestEmbeddedSae:
@@ -176,7 +182,7 @@ class TestGemmaScope:
     @pytest.mark.parametrize("fmt", ["npz", "safetensors"])
     def test_local_params_convert_like_sae_lens(self, tmp_path, fmt):
         """Gemma Scope keys (w_enc, w_dec, b_enc, b_dec, threshold) land in a JumpReLU SAE."""
-        from esr_utils.sae_loading import load_gemma_scope_file
+        from esr_utils.saes.pretrained import load_gemma_scope_file
 
         params = self._write_params(tmp_path / "p", 8, 12, fmt)
         sae = load_gemma_scope_file(tmp_path / "p", "gemma-scope-2b-pt-res-canonical",
@@ -192,7 +198,7 @@ class TestGemmaScope:
         torch.testing.assert_close(sae.encode(x), expected)
 
     def test_file_of_the_wrong_shape_is_refused(self, tmp_path):
-        from esr_utils.sae_loading import load_gemma_scope_file
+        from esr_utils.saes.pretrained import load_gemma_scope_file
 
         self._write_params(tmp_path / "p", 8, 12)
         with pytest.raises(ValueError, match="2304x16384: wrong file"):
@@ -226,7 +232,7 @@ class TestGoodfire:
     @pytest.mark.parametrize("suffix", [".pt", ".pth"])
     def test_state_dict_converts_like_sae_lens(self, tmp_path, suffix):
         """Goodfire's nn.Linear layout is transposed into W_enc [d_in, d_sae], W_dec [d_sae, d_in]."""
-        from esr_utils.sae_loading import load_goodfire_file
+        from esr_utils.saes.pretrained import load_goodfire_file
 
         state = self._write(tmp_path / f"sae{suffix}", 8, 12)
         sae = load_goodfire_file(tmp_path / f"sae{suffix}", "goodfire-llama-3.1-8b-instruct",
@@ -240,7 +246,7 @@ class TestGoodfire:
         torch.testing.assert_close(sae.encode(x), expected)
 
     def test_wrong_keys_and_shapes_are_refused(self, tmp_path):
-        from esr_utils.sae_loading import load_goodfire_file
+        from esr_utils.saes.pretrained import load_goodfire_file
 
         torch.save({"W_enc": torch.zeros(2, 2)}, tmp_path / "bad.pt")
         with pytest.raises(ValueError, match="encoder_linear.weight"):

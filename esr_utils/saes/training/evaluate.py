@@ -16,10 +16,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["DENSE_THRESHOLD", "latent_statistics", "splice_losses", "evaluate_sae"]
+from esr_utils.saes.training.activations import collect_activations, pad_contexts
+
+__all__ = ["DENSE_THRESHOLD", "latent_statistics", "splice_losses", "evaluate_sae",
+           "evaluate_sources", "meets_targets"]
 
 DENSE_THRESHOLD = 0.1
 
@@ -118,8 +123,6 @@ def evaluate_sae(sae, hf, tokens: Tensor, layer: int, acts: Tensor | None = None
     `acts` are those contexts' activations (position 0 excluded); computed when not given.
     """
     if acts is None:
-        from esr_utils.sae_training import collect_activations
-
         contexts = [[int(t) for t in row if t >= 0] for row in tokens]
         acts = collect_activations(hf, None, contexts, layer, progress=False)["acts"]
     stats = latent_statistics(sae, acts)
@@ -127,3 +130,22 @@ def evaluate_sae(sae, hf, tokens: Tensor, layer: int, acts: Tensor | None = None
     out.update(splice_losses(sae, hf, tokens, layer, batch_size))
     out["n_contexts"] = int(tokens.shape[0])
     return out
+
+
+def evaluate_sources(sae, hf, heldout: dict[str, Sequence[Sequence[int]]], layer: int,
+                     progress: bool = True) -> dict[str, dict]:
+    """`evaluate_sae` on each source's held-out contexts: {source: metrics}."""
+    from tqdm.auto import tqdm
+
+    return {source: evaluate_sae(sae, hf, pad_contexts(contexts), layer)
+            for source, contexts in tqdm(heldout.items(), disable=not progress,
+                                         desc="held-out sources")}
+
+
+def meets_targets(metrics: dict, targets: dict) -> dict[str, bool]:
+    """Which quality targets one source's metrics meet: FVE and loss recovered at least the
+    target, L0 inside its range."""
+    low, high = targets["l0"]
+    return {"fve": metrics["fve"] >= targets["fve"],
+            "loss_recovered": metrics["loss_recovered"] >= targets["loss_recovered"],
+            "l0": low <= metrics["l0"] <= high}

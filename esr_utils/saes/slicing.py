@@ -1,8 +1,4 @@
-"""SAEs: the few rows a steering or ablation needs (`SaeSlice`), sliced from any sae-lens SAE.
-
-Loading (`load_sae`, the shipped embedded SAE, Gemma Scope, Goodfire, disk folders) lives in
-`esr_utils.sae_loading` and is re-exported here; labels live in `esr_utils.labels`.
-"""
+"""The few rows a steering or ablation needs (`SaeSlice`), sliced from any sae-lens SAE."""
 
 from __future__ import annotations
 
@@ -12,28 +8,11 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-__all__ = [
-    "SaeSlice",
-    "slice_sae",
-    "load_sae",
-    "save_embedded_sae",
-    "verify_sae_folder",
-    "check_latent_ids",
-    "CorruptSaeError",
-    "EMBEDDED_SAE_DIR",
-]
+from esr_utils.saes.ids import check_latent_ids
+
+__all__ = ["SaeSlice", "slice_sae"]
 
 _SLICEABLE = {"standard", "jumprelu"}
-
-
-def __getattr__(name):
-    # loaders live in `sae_loading` (imported lazily: it pulls in the model registry)
-    if name in {"load_sae", "save_embedded_sae", "verify_sae_folder", "check_latent_ids",
-                "CorruptSaeError", "EMBEDDED_SAE_DIR"}:
-        from esr_utils import sae_loading
-
-        return getattr(sae_loading, name)
-    raise AttributeError(f"module 'esr_utils.saes' has no attribute {name!r}")
 
 
 def _architecture(sae) -> str:
@@ -47,7 +26,8 @@ class SaeSlice:
 
     Steering needs `W_dec[latent]`; zero-ablation needs each ablated latent's activation
     `f_k = act(h' @ W_enc[:, k] + b_enc[k])` (with a JumpReLU threshold where the SAE has one) and
-    its decoder row. Keeping only these rows makes remote payloads small (ecosystem.md §1.6).
+    its decoder row. Keeping only these rows keeps the payload of a remote (NDIF) run small: a
+    full SAE for a 70B model is gigabytes, a few rows are kilobytes.
     """
 
     d_model: int
@@ -83,20 +63,12 @@ class SaeSlice:
         )
 
 
-def _check_ids(ids: Iterable[int], d_sae: int, what: str) -> tuple[int, ...]:
-    ids = tuple(sorted({int(i) for i in ids}))
-    bad = [i for i in ids if not 0 <= i < d_sae]
-    if bad:
-        raise ValueError(f"{what} latent ids {bad} are out of range for an SAE with {d_sae} latents")
-    return ids
-
-
 @torch.no_grad()
 def slice_sae(sae, steer_ids: Iterable[int] = (), ablate_ids: Iterable[int] = ()) -> SaeSlice:
     """Cut the rows that steering `steer_ids` and ablating `ablate_ids` need out of a sae-lens SAE."""
     d_sae, d_model = sae.W_dec.shape
-    steer_ids = _check_ids(steer_ids, d_sae, "steered")
-    ablate_ids = _check_ids(ablate_ids, d_sae, "ablated")
+    steer_ids = tuple(sorted(set(check_latent_ids(steer_ids, d_sae))))
+    ablate_ids = tuple(sorted(set(check_latent_ids(ablate_ids, d_sae))))
     arch = _architecture(sae)
     if ablate_ids and arch not in _SLICEABLE:
         raise ValueError(
