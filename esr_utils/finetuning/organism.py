@@ -40,6 +40,9 @@ def save_adapter(peft_model, out: Path, *, dtype: torch.dtype = torch.float16,
     manifest of SHA-256s. Returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # record the public base, not this machine's cache path
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
     peft_model.save_pretrained(out, safe_serialization=True)
     if dtype != torch.float32:
         from safetensors.torch import load_file, save_file
