@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env book test clean
+.PHONY: env book test clean organism
 
 env: $(STAMP)
 
@@ -26,6 +26,11 @@ book: env
 # unit tests, every chapter under the smoke profile, and a strict book build
 test: env
 	$(PY) -m pytest
+
+# the fine-tuned organism of chapter 6 (smollm2-135m-esr): builds its data from the embedded
+# model, trains the LoRA variants, picks one on validation prompts and ships it with its card
+organism: env
+	$(PY) -m esr_utils.finetuning
 
 clean:
 	rm -rf book/_build book/notebooks

@@ -36,9 +36,12 @@ def main(argv=None) -> int:
     ap.add_argument("--resistance", type=float, nargs="*", default=[0.5],
                     help="fractions also trained with a steering vector active (beyond the paper)")
     ap.add_argument("--n-prompts", type=int, default=None)
-    ap.add_argument("--n-examples", type=int, default=160)
+    ap.add_argument("--n-examples", type=int, default=48, help="examples per mixture")
+    ap.add_argument("--answer-tokens", type=int, default=64)
+    ap.add_argument("--passage-tokens", type=int, default=40)
+    ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--rebuild-data", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -49,14 +52,16 @@ def main(argv=None) -> int:
     sae = load_sae("smollm2-135m-instruct")
     data_path = ORGANISM_DATA_DIR / "dataset.json"
     if args.rebuild_data or not data_path.exists():
-        data = build_dataset(load_model(), sae, BuildSettings(n_prompts=args.n_prompts,
-                                                              seed=args.seed))
+        settings = BuildSettings(n_prompts=args.n_prompts, seed=args.seed,
+                                 answer_tokens=args.answer_tokens,
+                                 passage_tokens=args.passage_tokens)
+        data = build_dataset(load_model(), sae, settings)
         save_dataset(data, data_path)
     data, examples = load_dataset(data_path)
     (ORGANISM_DATA_DIR / "DATASET.md").write_text(card.dataset_card(data, data_path))
     prompts = load_training_prompts()
     prefixes = pipeline.prefill_prefixes(data, data["val_ids"], prompts, args.seed)
-    r = recipe("organism", n_examples=args.n_examples)
+    r = recipe("organism", n_examples=args.n_examples, max_len=args.max_len)
     variants = [(f"sc{round(100 * f)}", f, False) for f in args.fractions]
     variants += [(f"sc{round(100 * f)}-resist", f, True) for f in args.resistance]
     steer_rows = {int(k): sae.W_dec[int(k)].detach().clone()

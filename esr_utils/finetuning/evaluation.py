@@ -30,7 +30,7 @@ from esr_utils.prompts import chat_text
 from esr_utils.steering import Steering
 
 __all__ = ["wilson", "restart_sentences_in", "restarts", "wording_of", "prefill_continuations",
-           "steered_responses", "restart_rate", "wording_shares"]
+           "steered_responses", "restart_rate", "wording_shares", "compare_models"]
 
 _NORM = re.compile(r"[^a-z' ]+")
 
@@ -136,3 +136,34 @@ def restart_rate(texts: Sequence[str]) -> dict:
     n = len(texts)
     lo, hi = wilson(k, n)
     return {"k": k, "n": n, "rate": k / n if n else math.nan, "ci": (lo, hi)}
+
+
+def compare_models(models: dict, sae, prompts: Sequence[str], prefixes: Sequence[str], *,
+                   latents: Sequence[int], boosts: Sequence[float], n_seeds: int = 1,
+                   max_new_tokens: int = 80, seed: int = 0, progress: bool = True) -> dict:
+    """The three checks for each named `LoadedModel`, on the same prompts, prefixes and seeds.
+
+    Returns {model: {"prefill": rate, "unsteered": rate, "steered": {boost: rate},
+    "records": {...}}}; rates are `restart_rate` dicts. Steered latents should come from the
+    evaluation pool (`latent_pool("evaluation", d_sae)`).
+    """
+    out = {}
+    for name, model in models.items():
+        cont = prefill_continuations(model, prompts, prefixes,
+                                     seeds=[seed + i for i in range(len(prompts))],
+                                     max_new_tokens=max_new_tokens, progress=progress)
+        plain = [r for s in range(n_seeds) for r in steered_responses(
+            model, None, prompts, [None], [0.0], seed=seed + 101 * s,
+            max_new_tokens=max_new_tokens, progress=progress)]
+        steered = steered_responses(model, sae, prompts, latents, boosts, seed=seed,
+                                    max_new_tokens=max_new_tokens, progress=progress)
+        out[name] = {
+            "prefill": restart_rate(cont),
+            "unsteered": restart_rate([r["response"] for r in plain]),
+            "steered": {b: restart_rate([r["response"] for r in steered if r["boost"] == b])
+                        for b in boosts},
+            "records": {"prefill": [{"prompt": p, "prefix": x, "continuation": c}
+                                    for p, x, c in zip(prompts, prefixes, cont)],
+                        "unsteered": plain, "steered": steered},
+        }
+    return out
