@@ -53,3 +53,15 @@ def test_selection_rule_prefers_prefill_among_low_false_restart_variants():
     scores = {"a": _scores(0.9, 0.05), "b": _scores(0.6, 0.10)}
     name, why = select_variant(scores, {"a": 0.9, "b": 0.5})
     assert name == "a" and "no variant" in why
+
+
+def test_organism_is_a_registry_model_keyed_by_its_adapter():
+    from esr_utils.finetuning.organism import ADAPTER_DIR, adapter_sha256, verify_adapter
+    from esr_utils.models import get_spec
+
+    spec, base = get_spec("smollm2-135m-esr"), get_spec("smollm2-135m-instruct")
+    assert get_spec("organism") is spec
+    assert spec.sae == base.sae and spec.steering_layer == base.steering_layer
+    assert base.adapter is None and base.adapter_sha256 is None
+    verify_adapter(ADAPTER_DIR)  # the shipped adapter matches its manifest
+    assert spec.adapter_sha256 == adapter_sha256(ADAPTER_DIR)
