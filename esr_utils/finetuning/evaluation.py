@@ -140,13 +140,16 @@ def restart_rate(texts: Sequence[str]) -> dict:
 
 def compare_models(models: dict, sae, prompts: Sequence[str], prefixes: Sequence[str], *,
                    latents: Sequence[int], boosts: Sequence[float], n_seeds: int = 1,
-                   max_new_tokens: int = 80, seed: int = 0, progress: bool = True) -> dict:
+                   n_steer_prompts: int | None = None, max_new_tokens: int = 80, seed: int = 0,
+                   progress: bool = True) -> dict:
     """The three checks for each named `LoadedModel`, on the same prompts, prefixes and seeds.
 
     Returns {model: {"prefill": rate, "unsteered": rate, "steered": {boost: rate},
     "records": {...}}}; rates are `restart_rate` dicts. Steered latents should come from the
-    evaluation pool (`latent_pool("evaluation", d_sae)`).
+    evaluation pool (`latent_pool("evaluation", d_sae)`); steered runs use the first
+    `n_steer_prompts` prompts (all when None).
     """
+    steer_prompts = list(prompts)[:n_steer_prompts]
     out = {}
     for name, model in models.items():
         cont = prefill_continuations(model, prompts, prefixes,
@@ -155,7 +158,7 @@ def compare_models(models: dict, sae, prompts: Sequence[str], prefixes: Sequence
         plain = [r for s in range(n_seeds) for r in steered_responses(
             model, None, prompts, [None], [0.0], seed=seed + 101 * s,
             max_new_tokens=max_new_tokens, progress=progress)]
-        steered = steered_responses(model, sae, prompts, latents, boosts, seed=seed,
+        steered = steered_responses(model, sae, steer_prompts, latents, boosts, seed=seed,
                                     max_new_tokens=max_new_tokens, progress=progress)
         out[name] = {
             "prefill": restart_rate(cont),

@@ -22,7 +22,7 @@ from esr_utils.finetuning.training import LoraRecipe, train_lora
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import LoadedModel, get_spec
 
-__all__ = ["SELECTION_RULE", "base_hf", "as_loaded", "prefill_prefixes", "train_variant",
+__all__ = ["SELECTION_RULE", "base_hf", "base_tokenizer", "as_loaded", "prefill_prefixes", "train_variant",
            "validation_scores", "select_variant", "sae_fit"]
 
 SELECTION_RULE = ("highest validation prefill restart rate among variants with unsteered "
@@ -39,6 +39,15 @@ def base_hf():
     folder = _embedded_dense_dir()
     return (AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval(),
             AutoTokenizer.from_pretrained(str(folder)))
+
+
+def base_tokenizer():
+    """The embedded model's tokenizer (from its cached dense folder)."""
+    from transformers import AutoTokenizer
+
+    from esr_utils.models import _embedded_dense_dir
+
+    return AutoTokenizer.from_pretrained(str(_embedded_dense_dir()))
 
 
 def as_loaded(hf, tokenizer, name: str = "smollm2-135m-esr") -> LoadedModel:
