@@ -33,13 +33,15 @@ def _strip(scores: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.5, 0.9])
-    ap.add_argument("--resistance", type=float, nargs="*", default=[0.5],
+    ap.add_argument("--resistance", type=float, nargs="*", default=[0.9],
                     help="fractions also trained with a steering vector active (beyond the paper)")
     ap.add_argument("--n-prompts", type=int, default=None)
-    ap.add_argument("--n-examples", type=int, default=48, help="examples per mixture")
+    ap.add_argument("--n-examples", type=int, default=40, help="examples per mixture")
     ap.add_argument("--answer-tokens", type=int, default=64)
     ap.add_argument("--passage-tokens", type=int, default=40)
     ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--val-seeds", type=int, default=2)
     ap.add_argument("--rebuild-data", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     (ORGANISM_DATA_DIR / "DATASET.md").write_text(card.dataset_card(data, data_path))
     prompts = load_training_prompts()
     prefixes = pipeline.prefill_prefixes(data, data["val_ids"], prompts, args.seed)
-    r = recipe("organism", n_examples=args.n_examples, max_len=args.max_len)
+    r = recipe("organism", n_examples=args.n_examples, max_len=args.max_len, epochs=args.epochs)
     variants = [(f"sc{round(100 * f)}", f, False) for f in args.fractions]
     variants += [(f"sc{round(100 * f)}-resist", f, True) for f in args.resistance]
     steer_rows = {int(k): sae.W_dec[int(k)].detach().clone()
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
         hf, tok = pipeline.base_hf()
         merged = load_adapter(hf, work / name, verify=False).merge_and_unload()
         scores = pipeline.validation_scores(pipeline.as_loaded(merged, tok), prefixes,
-                                            n_seeds=1, seed=args.seed)
+                                            n_seeds=args.val_seeds, seed=args.seed,
+                                            answer_tokens=64)
         results[name] = {"fraction": fraction, "resistance": resist, "train": res.summary(),
                          "history": res.history, "validation": _strip(scores),
                          "n_mixture": len(mixture),
@@ -86,7 +89,8 @@ def main(argv=None) -> int:
         print(f"[organism] {name}: {json.dumps(_strip(scores))}", flush=True)
     hf, tok = pipeline.base_hf()
     base_scores = pipeline.validation_scores(pipeline.as_loaded(hf, tok, "smollm2-135m-instruct"),
-                                             prefixes, n_seeds=1, seed=args.seed)
+                                             prefixes, n_seeds=args.val_seeds, seed=args.seed,
+                                             answer_tokens=64)
     chosen, why = pipeline.select_variant({k: v["validation"] for k, v in results.items()},
                                           {k: v["fraction"] for k, v in results.items()})
     print(f"[organism] chosen {chosen}: {why}", flush=True)
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
               "recipe": results[chosen]["train"]["recipe"], "variants": results,
               "base_validation": _strip(base_scores), "sae_fit": fit,
               "dataset_sha256": card.sha256_file(data_path),
-              "n_val_prompts": len(data["val_ids"]),
+              "n_val_prompts": len(data["val_ids"]), "val_seeds": args.val_seeds,
               "seconds": round(time.time() - began, 1)}
     # the chosen adapter, re-saved into the shipped folder with its record and card
     chosen_model = load_adapter(pipeline.base_hf()[0], work / chosen, verify=False)

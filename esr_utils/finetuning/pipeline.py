@@ -93,11 +93,13 @@ def train_variant(examples: Sequence[Example], fraction: float, r: LoraRecipe, *
 
 def validation_scores(model: LoadedModel, prefixes, *, n_seeds: int = 2, max_new_tokens: int = 48,
                       answer_tokens: int = 96, seed: int = 0, progress: bool = True) -> dict:
-    """Prefill restart rate and unsteered false-restart rate on validation prompts."""
-    prompts = [p for p, _, _ in prefixes]
-    cont = prefill_continuations(model, prompts, [x for _, x, _ in prefixes],
+    """Prefill restart rate and unsteered false-restart rate on validation prompts, each prompt
+    `n_seeds` times."""
+    prompts = [p for p, _, _ in prefixes] * n_seeds
+    cont = prefill_continuations(model, prompts, [x for _, x, _ in prefixes] * n_seeds,
                                  seeds=[seed + i for i in range(len(prompts))],
                                  max_new_tokens=max_new_tokens, progress=progress)
+    prompts = prompts[:len(prefixes)]
     trials = [Trial(p, seed=seed + 100 * s + i) for s in range(n_seeds)
               for i, p in enumerate(prompts)]
     answers = generate_trials(model, trials, sampling=Sampling.for_model(
