@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     ap.add_argument("--resistance", type=float, nargs="*", default=[0.9],
                     help="fractions also trained with a steering vector active (beyond the paper)")
-    ap.add_argument("--n-prompts", type=int, default=None)
+    ap.add_argument("--n-prompts", type=int, default=60,
+                    help="training prompts used when (re)building the data (the shipped set: 60)")
     ap.add_argument("--n-examples", type=int, default=40, help="examples per mixture")
     ap.add_argument("--answer-tokens", type=int, default=64)
     ap.add_argument("--passage-tokens", type=int, default=40)

@@ -40,10 +40,14 @@ def save_adapter(peft_model, out: Path, *, dtype: torch.dtype = torch.float16,
     manifest of SHA-256s. Returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # record the public base, not this machine's cache path
-    for config in peft_model.peft_config.values():
-        config.base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    peft_model.save_pretrained(out, safe_serialization=True)
+    # no embedding layers are adapted; False also skips peft's Hub lookup of the base config
+    peft_model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
+    # record the public base, not this machine's cache path (rewritten after saving: given a Hub
+    # id, peft's save would try to fetch that model's config over the network)
+    config_path = out / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if dtype != torch.float32:
         from safetensors.torch import load_file, save_file
 
