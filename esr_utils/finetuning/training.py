@@ -186,7 +186,7 @@ def train_lora(hf_model, tokenizer, examples: Sequence[Example], r: LoraRecipe, 
                 opt.step()
                 sched.step()
                 opt.zero_grad()
-                history.append({"step": step, "loss": round(float(out.loss), 4),
+                history.append({"step": step, "loss": round(out.loss.item(), 4),
                                 "lr": sched.get_last_lr()[0], "tokens": tokens,
                                 "seconds": round(time.perf_counter() - began, 1)})
                 step += 1
