@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from esr_utils.finetuning import card, pipeline
-from esr_utils.finetuning.building import (BuildSettings, build_dataset, load_dataset,
-                                           save_dataset)
+from esr_utils.finetuning.building import BuildSettings, build_dataset, load_dataset, save_dataset
 from esr_utils.finetuning.examples import ORGANISM_DATA_DIR, load_training_prompts
 from esr_utils.finetuning.organism import ADAPTER_DIR, load_adapter, save_adapter
 from esr_utils.finetuning.training import recipe

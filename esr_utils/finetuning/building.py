@@ -18,16 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
-from esr_utils.finetuning.examples import (Example, first_sentences, load_training_prompts,
-                                           normal_example, restart_sentences,
-                                           self_correction_example, split_prompts,
-                                           unrelated_partner)
+from esr_utils.finetuning.examples import (
+    Example,
+    first_sentences,
+    load_training_prompts,
+    normal_example,
+    restart_sentences,
+    self_correction_example,
+    split_prompts,
+    unrelated_partner,
+)
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.latents import latent_pool
 from esr_utils.steering import Steering
 
-__all__ = ["BuildSettings", "sae_sha256", "complete_sentences", "build_dataset",
-           "save_dataset", "load_dataset"]
+__all__ = [
+    "BuildSettings",
+    "build_dataset",
+    "complete_sentences",
+    "load_dataset",
+    "sae_sha256",
+    "save_dataset",
+]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import collections
 import hashlib
 from pathlib import Path
 
-__all__ = ["DATASET_VERSION", "sha256_file", "dataset_card", "adapter_card", "fmt_rate"]
+__all__ = ["DATASET_VERSION", "adapter_card", "dataset_card", "fmt_rate", "sha256_file"]
 
 DATASET_VERSION = 1
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -29,8 +29,17 @@ from esr_utils.judging.segmenting import is_restart, split_sentences
 from esr_utils.prompts import chat_text
 from esr_utils.steering import Steering
 
-__all__ = ["wilson", "restart_sentences_in", "restarts", "wording_of", "prefill_continuations",
-           "steered_responses", "restart_rate", "wording_shares", "compare_models"]
+__all__ = [
+    "compare_models",
+    "prefill_continuations",
+    "restart_rate",
+    "restart_sentences_in",
+    "restarts",
+    "steered_responses",
+    "wilson",
+    "wording_of",
+    "wording_shares",
+]
 
 _NORM = re.compile(r"[^a-z' ]+")
 

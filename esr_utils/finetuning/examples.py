@@ -11,15 +11,25 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from esr_utils.judging.segmenting import split_sentences
 from esr_utils.paths import DATA_DIR
 
-__all__ = ["ORGANISM_DATA_DIR", "Example", "load_training_prompts", "split_prompts",
-           "load_restart_families", "restart_sentences", "first_sentences",
-           "self_correction_example", "normal_example", "unrelated_partner", "mix_examples"]
+__all__ = [
+    "ORGANISM_DATA_DIR",
+    "Example",
+    "first_sentences",
+    "load_restart_families",
+    "load_training_prompts",
+    "mix_examples",
+    "normal_example",
+    "restart_sentences",
+    "self_correction_example",
+    "split_prompts",
+    "unrelated_partner",
+]
 
 ORGANISM_DATA_DIR = DATA_DIR / "organism"
 
@@ -55,7 +65,7 @@ class Example:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Example":
+    def from_dict(cls, data: dict) -> Example:
         return cls(**data)
 
 

@@ -8,15 +8,15 @@ trains on its whole answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from esr_utils.finetuning.examples import Example
 from esr_utils.prompts import chat_text
 
-__all__ = ["IGNORE", "Encoded", "encode_example", "collate"]
+__all__ = ["IGNORE", "Encoded", "collate", "encode_example"]
 
 IGNORE = -100
 

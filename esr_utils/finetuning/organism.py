@@ -18,8 +18,16 @@ import torch
 from esr_utils.finetuning.examples import ORGANISM_DATA_DIR
 from esr_utils.paths import cache_dir
 
-__all__ = ["ADAPTER_DIR", "ADAPTER_FILES", "save_adapter", "verify_adapter", "adapter_sha256",
-           "load_adapter", "merged_dense_dir", "CorruptAdapterError"]
+__all__ = [
+    "ADAPTER_DIR",
+    "ADAPTER_FILES",
+    "CorruptAdapterError",
+    "adapter_sha256",
+    "load_adapter",
+    "merged_dense_dir",
+    "save_adapter",
+    "verify_adapter",
+]
 
 ADAPTER_DIR = ORGANISM_DATA_DIR / "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

@@ -11,8 +11,8 @@ The selection rule is fixed before any adapter is trained and uses validation pr
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import torch
 
@@ -22,8 +22,17 @@ from esr_utils.finetuning.training import LoraRecipe, train_lora
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import LoadedModel, get_spec
 
-__all__ = ["SELECTION_RULE", "base_hf", "base_tokenizer", "as_loaded", "prefill_prefixes", "train_variant",
-           "validation_scores", "select_variant", "sae_fit"]
+__all__ = [
+    "SELECTION_RULE",
+    "as_loaded",
+    "base_hf",
+    "base_tokenizer",
+    "prefill_prefixes",
+    "sae_fit",
+    "select_variant",
+    "train_variant",
+    "validation_scores",
+]
 
 SELECTION_RULE = ("highest validation prefill restart rate among variants with unsteered "
                   "validation false-restart rate <= 2%; ties to the smaller self-correction "

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from esr_utils.finetuning.examples import Example
 from esr_utils.finetuning.masking import collate, encode_example
 
-__all__ = ["LoraRecipe", "RECIPES", "recipe", "lora_config", "train_lora", "TrainResult"]
+__all__ = ["RECIPES", "LoraRecipe", "TrainResult", "lora_config", "recipe", "train_lora"]
 
 
 @dataclass(frozen=True)

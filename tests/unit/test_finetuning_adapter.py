@@ -6,8 +6,14 @@ import torch
 from safetensors.torch import load_file
 
 from esr_utils.finetuning.examples import normal_example, self_correction_example
-from esr_utils.finetuning.organism import (CorruptAdapterError, adapter_sha256, load_adapter,
-                                           merged_dense_dir, save_adapter, verify_adapter)
+from esr_utils.finetuning.organism import (
+    CorruptAdapterError,
+    adapter_sha256,
+    load_adapter,
+    merged_dense_dir,
+    save_adapter,
+    verify_adapter,
+)
 from esr_utils.finetuning.pipeline import base_hf
 from esr_utils.finetuning.training import recipe, train_lora
 

@@ -5,10 +5,18 @@ import random
 import numpy as np
 import pytest
 
-from esr_utils.finetuning.examples import (Example, first_sentences, load_restart_families,
-                                           load_training_prompts, mix_examples, normal_example,
-                                           restart_sentences, self_correction_example,
-                                           split_prompts, unrelated_partner)
+from esr_utils.finetuning.examples import (
+    Example,
+    first_sentences,
+    load_restart_families,
+    load_training_prompts,
+    mix_examples,
+    normal_example,
+    restart_sentences,
+    self_correction_example,
+    split_prompts,
+    unrelated_partner,
+)
 from esr_utils.finetuning.masking import IGNORE, collate, encode_example
 from esr_utils.latents import latent_pool
 from esr_utils.prompts import chat_text, load_prompts

@@ -4,8 +4,14 @@ import math
 
 import pytest
 
-from esr_utils.finetuning.evaluation import (restart_rate, restart_sentences_in, restarts,
-                                             wilson, wording_of, wording_shares)
+from esr_utils.finetuning.evaluation import (
+    restart_rate,
+    restart_sentences_in,
+    restarts,
+    wilson,
+    wording_of,
+    wording_shares,
+)
 from esr_utils.finetuning.examples import restart_sentences
 from esr_utils.finetuning.pipeline import select_variant
 
