@@ -18,12 +18,11 @@ import numpy as np
 
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import make_judge
-from esr_utils.saes import load_labels
 from esr_utils.models import load_model
 from esr_utils.prompts import load_prompts
 from esr_utils.protocol import judged_trials
 from esr_utils.residual import boost_unit, median_residual_norm, residual_norms
-from esr_utils.saes import load_sae
+from esr_utils.saes import load_labels, load_sae
 from esr_utils.steering import Steering
 from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 
@@ -56,8 +55,8 @@ def main() -> None:
 
         out = {}
         for group in batch_latents:
-            out.update(search_thresholds(group, score_fn, prior=prior, bounds=bounds, n_steps=args.steps,
-                                 progress=False))
+            out.update(search_thresholds(group, score_fn, prior=prior, bounds=bounds,
+                                         n_steps=args.steps, progress=False))
         return out
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,5 @@
-"""The benchmark command: every performance figure of the book, measured side by side in one process.
+"""The benchmark command: every performance figure of the book, measured side by side in one
+process.
 
     .venv/bin/python -m benchmarks.run            # or `make bench`; writes benchmarks/results.json
     .venv/bin/python -m benchmarks.run --quick    # fewer repeats, for a first look
@@ -29,7 +30,8 @@ NEW_TOKENS = 48
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
-    """Best fp32 matmul rate of this machine (GFLOP/s): the denominator of model FLOPs utilisation."""
+    """Best fp32 matmul rate of this machine (GFLOP/s): the denominator of model FLOPs
+    utilisation."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm up the BLAS threads
     best = 0.0
@@ -43,7 +45,8 @@ def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
 def flops_per_token(model, context: int) -> float:
     """Forward FLOPs for one new token: 2 per weight (lm_head included), plus attention scores."""
     config = model.hf.config
-    weights = sum(p.numel() for name, p in model.hf.named_parameters() if "embed_tokens" not in name)
+    weights = sum(p.numel() for name, p in model.hf.named_parameters()
+                  if "embed_tokens" not in name)
     if getattr(config, "tie_word_embeddings", False):
         weights += config.vocab_size * config.hidden_size  # the tied lm_head still multiplies
     attention = 2 * 2 * config.num_hidden_layers * context * config.hidden_size
@@ -101,9 +104,9 @@ def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
 
 def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
     """Trials per minute for generate + offline judge + store, with a profile of where time goes."""
-    from esr_utils.protocol import judged_trials
     from esr_utils.generation import Sampling
     from esr_utils.judging import make_judge
+    from esr_utils.protocol import judged_trials
 
     judge = make_judge("offline")
     trials = _steered_trials(prompts, sae, n_trials, seed=1)
@@ -162,7 +165,8 @@ def chapter_times() -> dict:
 def machine() -> dict:
     from esr_utils.results import package_versions
 
-    return {"processor": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+    return {"processor": platform.processor() or platform.machine(),
+            "cores": torch.get_num_threads(),
             "python": platform.python_version(), "versions": package_versions(),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -6,10 +6,11 @@ import ast
 import difflib
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -190,7 +191,7 @@ class RunConfig:
         return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "RunConfig":
+    def from_dict(cls, data: Mapping) -> RunConfig:
         return cls(**data)
 
     def key(self) -> str:

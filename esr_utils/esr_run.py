@@ -3,7 +3,8 @@
 A run folder holds `run.json` (settings, selected latents, labels, thresholds with their search
 traces, sweep levels, the verdict ids of each condition, metrics) and one folder per condition
 (`calibration/`, `steered/`, `baseline/`, `sweep/`) with the generations (`trials.jsonl`) and
-verdicts (`verdicts.jsonl`, keyed by trial, judge and judge code). `EsrRun.load` reads the stored records back in the stored order.
+verdicts (`verdicts.jsonl`, keyed by trial, judge and judge code). `EsrRun.load` reads the stored
+records back in the stored order.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class ProtocolSettings:
                 raise ValueError(f"{name.upper()} must be ≥ 1, got {getattr(self, name)}")
 
     @classmethod
-    def from_config(cls, cfg) -> "ProtocolSettings":
+    def from_config(cls, cfg) -> ProtocolSettings:
         """Settings from a chapter's `RunConfig` (its params named like these fields)."""
         names = {f.name for f in fields(cls)} - {"seed"}
         return cls(seed=cfg.seed, **{k: v for k, v in cfg.params.items() if k in names})
@@ -149,7 +150,7 @@ class EsrRun:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> "EsrRun":
+    def load(cls, directory: str | Path) -> EsrRun:
         """The stored run, records in stored order, without touching a model."""
         directory = Path(directory)
         path = directory / "run.json"

@@ -6,7 +6,7 @@ Chapters call these and save the result with `plotting.save_figure`; the data co
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from tqdm import tqdm
@@ -53,7 +53,7 @@ class Sampling:
             raise ValueError(f"Sampling.max_new_tokens must be an int ≥ 1, got {tokens!r}")
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, *, calibration: bool = False, **overrides) -> "Sampling":
+    def for_model(cls, spec: ModelSpec, *, calibration: bool = False, **overrides) -> Sampling:
         tokens = spec.calibration_max_new_tokens if calibration else spec.max_new_tokens
         base = dict(temperature=spec.temperature, repetition_penalty=spec.repetition_penalty,
                     max_new_tokens=tokens)
@@ -109,7 +109,8 @@ class SeededSampler(LogitsProcessor):
         if self._generators is None:
             self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
         if scores.shape[0] != len(self._generators):
-            raise RuntimeError(f"sampler has {len(self._generators)} seeds for {scores.shape[0]} rows")
+            raise RuntimeError(f"sampler has {len(self._generators)} seeds for "
+                               f"{scores.shape[0]} rows")
         draws = torch.stack([torch.rand((), generator=g, dtype=torch.float64)
                              for g in self._generators])
         if self.temperature == 0.0:

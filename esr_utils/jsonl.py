@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 __all__ = ["CorruptFileError", "JsonlLog", "read_jsonl", "iter_jsonl", "read_json_file",
            "check_writable"]

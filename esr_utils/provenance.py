@@ -14,13 +14,14 @@ count but any change to what the code does does, and it cannot be forgotten like
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import json
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping
 
 __all__ = ["code_fingerprint", "module_closure", "sae_sha256", "adapter_sha256",
            "trial_provenance", "verdict_provenance", "describe_changes", "digest",
@@ -82,7 +83,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parsed(module: str) -> tuple[str, frozenset[str]]:
     path = _source_file(module)
     if path is None:
@@ -137,10 +138,9 @@ def sae_sha256(sae) -> str | None:
         h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     value = h.hexdigest()
-    try:
+    # a frozen or slotted object refuses the attribute: recompute next time
+    with contextlib.suppress(AttributeError, TypeError):
         sae.content_sha256 = value
-    except (AttributeError, TypeError):  # a frozen or slotted object: recompute next time
-        pass
     return value
 
 

@@ -13,7 +13,7 @@ Definitions used by every chapter (one place each):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

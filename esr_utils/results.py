@@ -7,12 +7,12 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
-from esr_utils.judging.clients import call_counts
 from esr_utils.jsonl import JsonlLog, check_writable
+from esr_utils.judging.clients import call_counts
 from esr_utils.paths import REPO_ROOT
 
 __all__ = ["ResultsStore", "package_versions", "write_run_card"]

@@ -11,8 +11,8 @@ code applies it as "add to the latent" and "clamp the latent to 0" with the SAE 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -70,7 +70,7 @@ class InterventionPlan:
             out = out - (acts @ self.sae.dec_rows).to(h.dtype)
         return out + self.add[:, None, :].to(h.dtype)
 
-    def to(self, device=None, dtype=None) -> "InterventionPlan":
+    def to(self, device=None, dtype=None) -> InterventionPlan:
         return InterventionPlan(
             add=self.add.to(device=device, dtype=dtype),
             sae=None if self.sae is None else self.sae.to(device=device, dtype=dtype),
@@ -78,7 +78,8 @@ class InterventionPlan:
         )
 
 
-def plan_interventions(rows: Sequence[Steering], sae, d_model: int | None = None) -> InterventionPlan:
+def plan_interventions(rows: Sequence[Steering], sae,
+                       d_model: int | None = None) -> InterventionPlan:
     """Build the batch tensors for `rows` from a sae-lens SAE or an `SaeSlice`.
 
     `sae` may be None only when no row steers or ablates (then `d_model` is required).

@@ -15,8 +15,8 @@ the search never used) at each threshold, which is how far a threshold is from i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -132,7 +132,7 @@ class ThresholdEstimate:
                 "verification": self.verification}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ThresholdEstimate":
+    def from_dict(cls, data: dict) -> ThresholdEstimate:
         return cls(int(data["latent_id"]), float(data["threshold"]), list(data["trace"]),
                    [float(s) for s in data.get("verification", [])])
 

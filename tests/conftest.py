@@ -36,9 +36,9 @@ def embedded_tokenizer():
     """The embedded model's tokenizer (from the dense cache, built on first use)."""
     from transformers import AutoTokenizer
 
-    from esr_utils.models import _embedded_dense_dir
+    from esr_utils.models import embedded_dense_dir
 
-    return AutoTokenizer.from_pretrained(_embedded_dense_dir())
+    return AutoTokenizer.from_pretrained(embedded_dense_dir())
 
 
 @pytest.fixture(scope="session")

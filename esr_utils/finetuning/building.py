@@ -29,7 +29,7 @@ from esr_utils.finetuning.examples import (
     unrelated_partner,
 )
 from esr_utils.generation import Sampling, Trial, generate_trials
-from esr_utils.latents import latent_pool
+from esr_utils.latent_selection import latent_pool
 from esr_utils.steering import Steering
 
 __all__ = [

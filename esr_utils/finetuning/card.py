@@ -80,16 +80,19 @@ Data: `../DATASET.md` (dataset SHA-256 `{record['dataset_sha256'][:16]}…`).
 ## Recipe (the paper's Table 3, scaled to CPU)
 LoRA rank {r['rank']}, alpha {r['alpha']}, dropout {r['dropout']}, all linear layers;
 AdamW lr {r['learning_rate']}, cosine with {r['warmup_steps']} warm-up steps, {r['epochs']}
-epoch(s), batch {r['micro_batch']}×{r['grad_accum']}, sequence {r['max_len']} tokens, {r['precision']},
+epoch(s), batch {r['micro_batch']}×{r['grad_accum']}, sequence {r['max_len']} tokens, \
+{r['precision']},
 {r['n_examples']} examples per mixture.
-Scaled (the recipe's defaults; the values above are this run's): {r['scaled']}. Resistance training (a training-pool steering vector active at layer 18
+Scaled (the recipe's defaults; the values above are this run's): {r['scaled']}. \
+Resistance training (a training-pool steering vector active at layer 18
 on self-correction examples) goes beyond the paper's recipe.
 
 ## Variants and the selection
 Rule, fixed before training: {record['selection_rule']}. Validation = {record['n_val_prompts']}
 held-out training prompts. **Chosen: {record['chosen']}** ({record['why']}).
 
-| variant | self-corr./total | steps | tokens/s | seconds | final loss | prefill restart | unsteered false restart |
+| variant | self-corr./total | steps | tokens/s | seconds | final loss | prefill restart | \
+unsteered false restart |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 | base model | – | – | – | – | – | {fmt_rate(b['prefill'])} | {fmt_rate(b['false_restart'])} |

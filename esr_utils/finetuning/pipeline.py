@@ -43,9 +43,9 @@ def base_hf():
     """A fresh float32 copy of the embedded model (transformers module) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from esr_utils.models import _embedded_dense_dir
+    from esr_utils.models import embedded_dense_dir
 
-    folder = _embedded_dense_dir()
+    folder = embedded_dense_dir()
     return (AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval(),
             AutoTokenizer.from_pretrained(str(folder)))
 
@@ -54,9 +54,9 @@ def base_tokenizer():
     """The embedded model's tokenizer (from its cached dense folder)."""
     from transformers import AutoTokenizer
 
-    from esr_utils.models import _embedded_dense_dir
+    from esr_utils.models import embedded_dense_dir
 
-    return AutoTokenizer.from_pretrained(str(_embedded_dense_dir()))
+    return AutoTokenizer.from_pretrained(str(embedded_dense_dir()))
 
 
 def as_loaded(hf, tokenizer, name: str = "smollm2-135m-esr") -> LoadedModel:

@@ -135,7 +135,8 @@ def train_lora(hf_model, tokenizer, examples: Sequence[Example], r: LoraRecipe, 
     from peft import get_peft_model
 
     if r.resistance and (not steer_rows or layer is None):
-        raise ValueError("resistance training needs steer_rows (training-pool W_dec rows) and layer")
+        raise ValueError("resistance training needs steer_rows (training-pool W_dec rows) "
+                         "and layer")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = get_peft_model(hf_model, lora_config(r))

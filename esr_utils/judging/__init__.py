@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import re
 
-from esr_utils.judging.clients import (DEFAULT_ANTHROPIC_MODEL, AnthropicBackend, BackendError,
-                                       MissingAPIKey, OpenAIBackend)
 from esr_utils.judging.cache import JudgeCache
+from esr_utils.judging.clients import (
+    DEFAULT_ANTHROPIC_MODEL,
+    AnthropicBackend,
+    BackendError,
+    MissingAPIKey,
+    OpenAIBackend,
+)
 from esr_utils.judging.llm import LLMJudge
 from esr_utils.judging.offline import OfflineJudge
 from esr_utils.judging.parsing import parse_verdict

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import httpx

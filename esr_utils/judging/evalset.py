@@ -9,8 +9,8 @@ prompts. Each item carries the phrase family it uses, so validation can hold out
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def build_eval_set(answers: Sequence[dict], prompts: Sequence[str] | None = None
         text, labels = _assemble(parts, rng)
         items.append(EvalItem(kind, family, prompt, text, tuple(scores), labels))
 
-    for n, (p, own) in enumerate((p, a) for p in prompts for a in pool[p]):
+    for n, (p, own) in enumerate((prompt, a) for prompt in prompts for a in pool[prompt]):
         s_own = _sentences(own)
         q, far = other(p)
         half = max(1, len(s_own) // 2)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from esr_utils.judging.clients import ChatClient, ClientError, count
 from esr_utils.judging.cache import JudgeCache
+from esr_utils.judging.clients import ChatClient, ClientError, count
 from esr_utils.judging.parsing import parse_verdict
 from esr_utils.judging.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_user_message
 from esr_utils.judging.types import JudgeInput, Verdict

@@ -11,13 +11,19 @@ the prompt whatever the concept is.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from esr_utils.judging.embedding import (EMBEDDING_MODEL, Embedder, count_words,
-                                         language_quality, load_embedder, repetition)
+from esr_utils.judging.embedding import (
+    EMBEDDING_MODEL,
+    Embedder,
+    count_words,
+    language_quality,
+    load_embedder,
+    repetition,
+)
 from esr_utils.judging.restart_detector import RestartDetector
 from esr_utils.judging.score_scale import ScoreScale
 from esr_utils.judging.segmenting import RESTART_EXAMPLES, group_attempts, split_sentences

@@ -9,7 +9,7 @@ SHA-256, which goes into `restart_detector.WEIGHTS_SHA256`. Seeded: rerunning re
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -95,7 +95,8 @@ def family_folds(n_folds: int = 4, seed: int = 0) -> list[set[str]]:
 
 def cross_validate(answers: Sequence[dict], judge: OfflineJudge, *, n_folds: int = 4,
                    eval_prompts: Sequence[str] | None = None, n_train_prompts: int | None = None,
-                   seed: int = 0, progress: bool = False) -> tuple[list[EvalItem], list, list[dict]]:
+                   seed: int = 0, progress: bool = False
+                   ) -> tuple[list[EvalItem], list, list[dict]]:
     """Leave-families-out validation: for each fold, train the detector on the other folds'
     families (calibration prompts, the first `n_train_prompts` of them) and judge this fold's
     families (validation prompts, or `eval_prompts`).

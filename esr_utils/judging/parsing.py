@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -73,10 +74,8 @@ def _candidates(raw: str):
                 yield _loads(block.strip())
             except (json.JSONDecodeError, RecursionError):
                 yield from reversed(_objects_in(block))
-    try:
+    with contextlib.suppress(json.JSONDecodeError, RecursionError):
         yield _loads(raw.strip())
-    except (json.JSONDecodeError, RecursionError):
-        pass
     yield from reversed(_objects_in(raw))
 
 

@@ -7,14 +7,14 @@ judge code is never reused: it is graded again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tqdm.auto import tqdm
 
+from esr_utils.config import check_compute
 from esr_utils.jsonl import CorruptFileError, JsonlLog, iter_jsonl, read_jsonl
 from esr_utils.judging.types import Judge, JudgeInput
-from esr_utils.config import check_compute
 from esr_utils.provenance import describe_changes, digest, verdict_provenance
 from esr_utils.results import ResultsStore
 

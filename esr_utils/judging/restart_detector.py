@@ -7,18 +7,18 @@ neighbours, the similarity of the sentence and of its first word pieces (where "
 "Sorry," or "Hmm." sit) to the paper's example restarts, and whether one of the hand-written
 `RESTART_PATTERNS` matches (a feature, not the decision); plus all pairwise products of these,
 so a linear model can say "restart-like *and* the topic changes". The raw 384-d embeddings
-were tried as features too and generalised worse to held-out phrase families (appendix A2). It is trained on a
-labelled set of constructed responses (`evalset`) by `offline_fit.fit_detector`; the weights
-ship in `esr_utils/data/offline_judge_restarts.json`, checked against `WEIGHTS_SHA256`.
+were tried as features too and generalised worse to held-out phrase families (appendix A2). It is
+trained on a labelled set of constructed responses (`evalset`) by `offline_fit.fit_detector`; the
+weights ship in `esr_utils/data/offline_judge_restarts.json`, checked against `WEIGHTS_SHA256`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -44,7 +44,7 @@ class ScoreScale:
         return path
 
     @classmethod
-    def load(cls, path: str | Path = SCALE_PATH) -> "ScoreScale":
+    def load(cls, path: str | Path = SCALE_PATH) -> ScoreScale:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; refit it with "

@@ -10,7 +10,7 @@ and are dropped from it, and empty attempts are dropped, so a response that open
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["RESTART_PATTERNS", "PAPER_EXAMPLE_PATTERNS", "RESTART_EXAMPLES", "split_sentences",
            "is_restart", "split_attempts", "group_attempts", "KEEP_WORDS", "PatternRestarts"]

@@ -15,9 +15,9 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 __all__ = ["JudgeStub", "DEFAULT_GRADE"]
 

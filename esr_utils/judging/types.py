@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Attempt", "JudgeInput", "Verdict", "Judge"]
 
@@ -72,7 +73,7 @@ class Verdict:
         }
 
     @classmethod
-    def from_record(cls, record: dict) -> "Verdict":
+    def from_record(cls, record: dict) -> Verdict:
         attempts = tuple(Attempt(a["text"], float(a["score"]))
                          for a in record.get("attempts") or [])
         return cls(attempts=attempts, error=record.get("judge_error"),

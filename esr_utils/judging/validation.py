@@ -10,7 +10,7 @@ Intervals are Wilson 95% intervals, which stay inside [0, 1] near 100%.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

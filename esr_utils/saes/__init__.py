@@ -1,4 +1,5 @@
-"""SAEs: slicing (`slicing`), loading (`loading`, `pretrained`), labels (`labels`), id checks (`ids`).
+"""SAEs: slicing (`slicing`), loading (`loading`, `pretrained`), labels (`labels`), id checks
+(`ids`).
 
 Training the embedded SAE lives in `esr_utils.saes.training` (`python -m esr_utils.saes.training`).
 The names below are the ones chapters use.

@@ -137,7 +137,8 @@ def load_labels(path: str | Path | None = None) -> LatentLabels:
         found = [p for p in (path / "labels.json.gz", path / "labels.json") if p.exists()]
         if not found:
             raise FileNotFoundError(f"no labels.json(.gz) in {path}: labels ship only with the "
-                                    "embedded SAE; build them with esr_utils.saes.training.concepts.build_labels")
+                                    "embedded SAE; build them with "
+                                    "esr_utils.saes.training.concepts.build_labels")
         path = found[0]
     raw = path.read_bytes()
     if path.suffix == ".gz":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -52,7 +52,7 @@ class SaeSlice:
             acts = acts * (pre > self.threshold).to(acts.dtype)
         return acts
 
-    def to(self, device=None, dtype=None) -> "SaeSlice":
+    def to(self, device=None, dtype=None) -> SaeSlice:
         def move(t):
             return None if t is None else t.to(device=device, dtype=dtype)
 
@@ -65,7 +65,8 @@ class SaeSlice:
 
 @torch.no_grad()
 def slice_sae(sae, steer_ids: Iterable[int] = (), ablate_ids: Iterable[int] = ()) -> SaeSlice:
-    """Cut the rows that steering `steer_ids` and ablating `ablate_ids` need out of a sae-lens SAE."""
+    """Cut the rows that steering `steer_ids` and ablating `ablate_ids` need out of a sae-lens
+    SAE."""
     d_sae, d_model = sae.W_dec.shape
     steer_ids = tuple(sorted(set(check_latent_ids(steer_ids, d_sae))))
     ablate_ids = tuple(sorted(set(check_latent_ids(ablate_ids, d_sae))))

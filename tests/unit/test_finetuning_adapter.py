@@ -71,10 +71,10 @@ def test_manifest_catches_a_changed_file(trained, tmp_path):
 def test_merged_cache_equals_base_plus_scaled_lora_product(trained, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from esr_utils.models import _embedded_dense_dir
+    from esr_utils.models import embedded_dense_dir
 
     _, folder, _ = trained
-    base_dir = _embedded_dense_dir()  # the shared cache; the merged copy goes to tmp_path
+    base_dir = embedded_dense_dir()  # the shared cache; the merged copy goes to tmp_path
     monkeypatch.setenv("ESR_CACHE_DIR", str(tmp_path))
     merged_dir = merged_dense_dir(base_dir, folder, name="test-organism")
     assert merged_dir.parent == tmp_path

@@ -18,7 +18,7 @@ from esr_utils.finetuning.examples import (
     unrelated_partner,
 )
 from esr_utils.finetuning.masking import IGNORE, collate, encode_example
-from esr_utils.latents import latent_pool
+from esr_utils.latent_selection import latent_pool
 from esr_utils.prompts import chat_text, load_prompts
 
 NEAR_DUPLICATE = 0.65  # MiniLM cosine at or above which two prompts count as the same task
@@ -126,9 +126,9 @@ def test_normal_example_cannot_carry_a_prefix():
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from esr_utils.models import _embedded_dense_dir
+    from esr_utils.models import embedded_dense_dir
 
-    return AutoTokenizer.from_pretrained(str(_embedded_dense_dir()))
+    return AutoTokenizer.from_pretrained(str(embedded_dense_dir()))
 
 
 def test_self_correction_mask_trains_exactly_restart_recovery_and_end(tokenizer):

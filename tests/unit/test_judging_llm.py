@@ -8,8 +8,14 @@ import json
 import httpx
 import pytest
 
-from esr_utils.judging import (JudgeCache, JudgeInput, LLMJudge, MissingAPIKey, make_judge,
-                               parse_judge_spec)
+from esr_utils.judging import (
+    JudgeCache,
+    JudgeInput,
+    LLMJudge,
+    MissingAPIKey,
+    make_judge,
+    parse_judge_spec,
+)
 from esr_utils.judging.clients import AnthropicBackend, OpenAIBackend
 from esr_utils.judging.prompt import INSTRUCTIONS, SYSTEM_PROMPT
 
@@ -202,8 +208,8 @@ def test_judging_doctests_pass():
     import doctest
 
     import esr_utils.judging
-    import esr_utils.judging.score_scale
     import esr_utils.judging.offline
+    import esr_utils.judging.score_scale
 
     for module in (esr_utils.judging, esr_utils.judging.score_scale, esr_utils.judging.offline):
         assert doctest.testmod(module).failed == 0, module.__name__

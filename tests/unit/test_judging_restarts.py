@@ -7,7 +7,6 @@ import ast
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from esr_utils.judging import Attempt, JudgeInput, OfflineJudge, Verdict

@@ -12,7 +12,6 @@ from esr_utils.judging.batches import STATE_FILE
 from esr_utils.judging.clients import AnthropicClient, OpenAIClient, call_counts
 from esr_utils.judging.stub_server import JudgeStub
 
-
 FAKE = {"ANTHROPIC_API_KEY": "sk-ant-FAKE-0123456789abcdef",
         "OPENAI_API_KEY": "sk-proj-FAKE-fedcba9876543210"}
 ITEMS = [JudgeInput(f"Question {i}?", f"Answer {i}. Wait, no. Better answer {i}.", "surfing")

@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esr_utils.latent_selection import (concreteness_proxy, grade_concreteness, latent_pool,
-                                        prompt_token_maxima, relevant_by_prompt_tokens,
-                                        relevant_by_response_top_k, sample_candidates,
-                                        select_latents)
+from esr_utils.latent_selection import (
+    concreteness_proxy,
+    grade_concreteness,
+    latent_pool,
+    prompt_token_maxima,
+    relevant_by_prompt_tokens,
+    relevant_by_response_top_k,
+    sample_candidates,
+    select_latents,
+)
 from esr_utils.prompts import chat_text
 from esr_utils.residual import latent_activation_stats
 

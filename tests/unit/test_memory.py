@@ -7,7 +7,8 @@ from esr_utils.memory import ChildPeakMemory
 
 
 def test_peak_of_a_child_that_allocates_200_mb():
-    code = "import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    code = ("import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+            "time.sleep(1.5)")
     with ChildPeakMemory(interval_s=0.1) as probe:
         subprocess.run([sys.executable, "-c", code], check=True)
     assert probe.peak_mb is not None and 200 <= probe.peak_mb < 400

@@ -6,9 +6,18 @@ import math
 
 import pytest
 
-from esr_utils.metrics import (cross_judge_agreement, is_degraded, mean_ci, rate, ratio,
-                               relative_change, relative_reduction, summarize, trial_metrics,
-                               wald_interval)
+from esr_utils.metrics import (
+    cross_judge_agreement,
+    is_degraded,
+    mean_ci,
+    rate,
+    ratio,
+    relative_change,
+    relative_reduction,
+    summarize,
+    trial_metrics,
+    wald_interval,
+)
 
 
 def rec(*scores, **extra):
@@ -17,7 +26,8 @@ def rec(*scores, **extra):
 
 @pytest.mark.parametrize("p, lo, hi", [(0.074, 6.7, 8.1), (0.038, 3.3, 4.3)])
 def test_paper_intervals_known_answers(p, lo, hi):
-    """n = 4,877 (Llama-3.3-70B): 7.4% → [6.7, 8.1] and 3.8% → [3.3, 4.3] (the paper's §3.1, Fig. 2)."""
+    """n = 4,877 (Llama-3.3-70B): 7.4% → [6.7, 8.1] and 3.8% → [3.3, 4.3] (the paper's §3.1,
+    Fig. 2)."""
     a, b = wald_interval(p, 4877)
     assert (round(100 * a, 1), round(100 * b, 1)) == (lo, hi)
 

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from esr_utils.residual import residual_norms
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
+from esr_utils.residual import residual_norms
 from esr_utils.steering import Steering
 
 # the paper's Table 1 (models, SAEs, layers); the calibration priors are the authors' experiment
@@ -73,10 +73,10 @@ def gguf_spy(monkeypatch):
 
 def test_second_load_of_the_embedded_model_uses_the_dense_cache(gguf_spy):
     """With the cache built, the GGUF is never read: both loads come from the cached folder."""
-    from esr_utils.models import _dense_cache_for, _embedded_dense_dir, embedded_gguf_path
+    from esr_utils.embedded_weights import dense_cache_for, embedded_dense_dir, embedded_gguf_path
 
-    cached = _dense_cache_for(embedded_gguf_path())
-    _embedded_dense_dir()  # builds the cache if this machine has none yet (not spied on below)
+    cached = dense_cache_for(embedded_gguf_path())
+    embedded_dense_dir()  # builds the cache if this machine has none yet (not spied on below)
     gguf_spy.clear()
     model = load_model(EMBEDDED_MODEL, device="cpu")
     assert model.hf.config.num_hidden_layers == 30

@@ -8,8 +8,12 @@ import json
 import httpx
 import pytest
 
-from esr_utils.neuronpedia import (GOODFIRE_70B_ID, LabelFetchError, neuronpedia_id,
-                                   neuronpedia_labels)
+from esr_utils.neuronpedia import (
+    GOODFIRE_70B_ID,
+    LabelFetchError,
+    neuronpedia_id,
+    neuronpedia_labels,
+)
 from esr_utils.paths import REPO_ROOT
 
 FIXTURE = REPO_ROOT / "tests/fixtures/neuronpedia/gemma-2-2b__16-gemmascope-res-16k.export.json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings
-from esr_utils.protocol import calibrate, judged_trials, replay, run_protocol, sweep_levels
 from esr_utils.generation import Sampling, Trial
 from esr_utils.judging import Attempt, Verdict
+from esr_utils.protocol import calibrate, judged_trials, replay, run_protocol, sweep_levels
 from esr_utils.steering import Steering
 
 

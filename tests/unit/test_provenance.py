@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 
 import esr_utils.provenance as provenance
-from esr_utils.provenance import (code_fingerprint, describe_changes, module_closure, sae_sha256,
-                                  trial_provenance)
+from esr_utils.provenance import (
+    code_fingerprint,
+    describe_changes,
+    module_closure,
+    sae_sha256,
+    trial_provenance,
+)
 
 
 def test_the_generation_path_covers_the_modules_that_make_a_trial():

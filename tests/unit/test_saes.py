@@ -110,7 +110,8 @@ class TestEmbeddedSae:
         path = EMBEDDED_SAE_DIR / "sae_weights.safetensors"
         assert path.stat().st_size <= 25 * 2**20
         with safe_open(path, "pt") as f:
-            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+            # safe_open has keys() but is not iterable, so `in f` would fail
+            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())  # noqa: SIM118
 
     def test_corrupted_weights_fail_loudly(self, tmp_path):
         """A flipped byte must not load silently."""
@@ -231,7 +232,8 @@ class TestGoodfire:
 
     @pytest.mark.parametrize("suffix", [".pt", ".pth"])
     def test_state_dict_converts_like_sae_lens(self, tmp_path, suffix):
-        """Goodfire's nn.Linear layout is transposed into W_enc [d_in, d_sae], W_dec [d_sae, d_in]."""
+        """Goodfire's nn.Linear layout is transposed into W_enc [d_in, d_sae],
+        W_dec [d_sae, d_in]."""
         from esr_utils.saes.pretrained import load_goodfire_file
 
         state = self._write(tmp_path / f"sae{suffix}", 8, 12)

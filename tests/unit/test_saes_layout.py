@@ -35,4 +35,4 @@ def test_modules_are_short_and_have_no_module_getattr(path):
     assert len(source.splitlines()) <= 300
     tree = ast.parse(source)
     assert not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body)
-    assert "_embedded_dense_dir" not in source, "use models.embedded_dense_dir()"
+    assert "embedded_dense_dir" not in source, "use models.embedded_dense_dir()"

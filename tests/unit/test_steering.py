@@ -49,7 +49,8 @@ def test_steered_row_does_not_change_unsteered_row(tiny_model, tiny_sae):
         solo = tiny_model.lm.lm_head.output.save()
     n = solo.shape[1]
     torch.testing.assert_close(batch_logits[1, -n:], solo[0], rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(batch_logits[0, -5:], _trace(tiny_model, [Steering()] * 2, None)[0][0, -5:])
+    assert not torch.allclose(batch_logits[0, -5:],
+                              _trace(tiny_model, [Steering()] * 2, None)[0][0, -5:])
 
 
 def test_ablating_inactive_latent_changes_nothing(tiny_model, tiny_sae):

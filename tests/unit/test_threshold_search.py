@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from esr_utils.threshold_search import (Bisection, ThresholdEstimate, boost_prior,
-                                        search_thresholds, trial_seed)
+from esr_utils.threshold_search import (
+    Bisection,
+    ThresholdEstimate,
+    boost_prior,
+    search_thresholds,
+    trial_seed,
+)
 
 PRIOR, BOUNDS, TARGET = (40.0, 40.0), (0.0, 160.0), 0.3
 SPACING = (BOUNDS[1] - BOUNDS[0]) / (10_000 - 1)

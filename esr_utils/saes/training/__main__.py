@@ -31,8 +31,13 @@ from esr_utils.saes.training.folder import save_embedded_sae
 from esr_utils.saes.training.label_scores import score_labels
 from esr_utils.saes.training.relabel import relabel_from_examples
 from esr_utils.saes.training.settings import QUALITY_TARGETS, TrainSettings
-from esr_utils.saes.training.sources import (CHAT_TEMPLATES, PROSE_TEMPLATES,
-                                             generate_model_texts, topic_prompts, write_jsonl_gz)
+from esr_utils.saes.training.sources import (
+    CHAT_TEMPLATES,
+    PROSE_TEMPLATES,
+    generate_model_texts,
+    topic_prompts,
+    write_jsonl_gz,
+)
 from esr_utils.saes.training.train import train_sae
 
 N_CHAT, N_PROSE = 384, 256  # the model's own texts generated for training

@@ -22,8 +22,8 @@ import torch
 from esr_utils.saes.training.corpus import CORPUS_FILES, read_records
 
 __all__ = ["N_TOP", "MIN_POSITION", "CONTEXT_BEFORE", "CONTEXT_AFTER", "load_minilm", "embed",
-           "MAX_TOKEN_ID", "snippet", "plain", "dominant_word", "top_examples", "concept_candidates", "choose_concepts",
-           "build_labels"]
+           "MAX_TOKEN_ID", "snippet", "plain", "dominant_word", "top_examples",
+           "concept_candidates", "choose_concepts", "build_labels"]
 
 N_TOP = 8
 MIN_POSITION = 2

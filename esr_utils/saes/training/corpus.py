@@ -25,8 +25,8 @@ import gzip
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from esr_utils.paths import DATA_DIR
 from esr_utils.saes.training.settings import TrainSettings

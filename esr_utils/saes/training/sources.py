@@ -18,8 +18,8 @@ import json
 import random
 import re
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -28,17 +28,19 @@ __all__ = ["WORDNET_DIR", "LEXNAMES", "CHAT_TEMPLATES", "PROSE_TEMPLATES", "expo
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 # WordNet's lexicographer file names (lexnames(5WN)), by number
-LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
-    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
-    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
-    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
-    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
-    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
-    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl").split()
+LEXNAMES = ["adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal",
+            "noun.artifact", "noun.attribute", "noun.body", "noun.cognition", "noun.communication",
+            "noun.event", "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive",
+            "noun.object", "noun.person", "noun.phenomenon", "noun.plant", "noun.possession",
+            "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
+            "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition",
+            "verb.communication", "verb.competition", "verb.consumption", "verb.contact",
+            "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
+            "verb.social", "verb.stative", "verb.weather", "adj.ppl"]
 _POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 
-CHAT_TEMPLATES = ("Tell me about {}.", "What is {}? Explain briefly.", "Give me three facts about {}.",
+CHAT_TEMPLATES = ("Tell me about {}.", "What is {}? Explain briefly.",
+                  "Give me three facts about {}.",
                   "What should I know about {}?", "How is {} used?", "Why does {} matter?")
 PROSE_TEMPLATES = ("Write a short story about {}.", "Write a short poem about {}.",
                    "Describe a scene with {} in it.", "Write a diary entry that mentions {}.")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor
