@@ -29,7 +29,7 @@ BATCH_SIZES = (1, 8, 32)
 NEW_TOKENS = 48
 
 
-def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     """Best fp32 matmul rate of this machine (GFLOP/s): the denominator of model FLOPs
     utilisation."""
     a, b = torch.randn(size, size), torch.randn(size, size)

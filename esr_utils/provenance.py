@@ -25,7 +25,7 @@ from pathlib import Path
 
 __all__ = ["code_fingerprint", "module_closure", "sae_sha256", "adapter_sha256",
            "trial_provenance", "verdict_provenance", "describe_changes", "digest",
-           "TRIAL_ROOTS", "TRIAL_PACKAGES"]
+           "installed_versions", "TRIAL_ROOTS", "TRIAL_PACKAGES"]
 
 # where a trial's text is made; the closure adds models, steering, SAE slicing, prompts, ...
 TRIAL_ROOTS = ("esr_utils.generation",)
@@ -149,7 +149,8 @@ def adapter_sha256(spec) -> str | None:
     return getattr(spec, "adapter_sha256", None)
 
 
-def _versions(packages: Iterable[str]) -> dict[str, str]:
+def installed_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Installed version of each package (or "not installed"), for keys and run cards."""
     out = {}
     for name in packages:
         try:
@@ -161,7 +162,7 @@ def _versions(packages: Iterable[str]) -> dict[str, str]:
 
 def trial_provenance(spec=None, sae=None) -> dict:
     """Everything besides a trial's own inputs that determines its text."""
-    return {"code": code_fingerprint(TRIAL_ROOTS), "versions": _versions(TRIAL_PACKAGES),
+    return {"code": code_fingerprint(TRIAL_ROOTS), "versions": installed_versions(TRIAL_PACKAGES),
             "sae": sae_sha256(sae), "adapter": adapter_sha256(spec)}
 
 

@@ -8,12 +8,12 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 from esr_utils.jsonl import JsonlLog, check_writable
 from esr_utils.judging.clients import call_counts
 from esr_utils.paths import REPO_ROOT
+from esr_utils.provenance import installed_versions
 
 __all__ = ["ResultsStore", "package_versions", "write_run_card"]
 
@@ -57,13 +57,8 @@ class ResultsStore:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _TRACKED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    """Python and the tracked packages' versions, as recorded in every run card."""
+    return {"python": platform.python_version(), **installed_versions(_TRACKED_PACKAGES)}
 
 
 def _git_sha() -> str:

@@ -1,4 +1,4 @@
-"""Build the fine-tuning data offline from the embedded model itself (issue 11, item 1).
+"""Build the fine-tuning data offline from the embedded model itself (chapter 6).
 
 1. Every training prompt gets the model's own unsteered answer (normal examples, recoveries).
 2. Off-topic passages: the base model steered with a random *training-pool* latent (odd ids;

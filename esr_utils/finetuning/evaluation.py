@@ -1,4 +1,4 @@
-"""Does the organism restart? Three checks that need no ESR protocol (issue 11, item 5, part).
+"""Does the organism restart? Three checks that need no ESR protocol (chapter 6).
 
 * prefill: an off-topic passage is put at the start of the assistant turn, no steering; does the
   model continue with a restart sentence?

@@ -8,9 +8,9 @@ Paper SAEs are downloaded (through sae-lens) only when one is asked for without 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from esr_utils.jsonl import read_json_file
 from esr_utils.models import EMBEDDED_MODEL, ModelSpec, get_spec
 from esr_utils.paths import DATA_DIR
 from esr_utils.saes.pretrained import gemma_scope_sae_id, load_gemma_scope_file, load_goodfire_file
@@ -38,7 +38,12 @@ def verify_sae_folder(path: str | Path) -> None:
     if not manifest.exists():
         raise FileNotFoundError(f"{path} has no {MANIFEST}, so its files cannot be verified; "
                                 "pass verify=False to load an unverified sae-lens folder")
-    for name, digest in json.loads(manifest.read_text())["sha256"].items():
+    listed = read_json_file(manifest, "SAE manifest", fix=f"restore it with `git checkout -- "
+                            f"{manifest}` or rebuild the SAE with `make sae`")
+    if not isinstance(listed, dict) or not isinstance(listed.get("sha256"), dict):
+        raise CorruptSaeError(f"{manifest} has no 'sha256' table; restore it with "
+                              f"`git checkout -- {manifest}`")
+    for name, digest in listed["sha256"].items():
         file = path / name
         if not file.exists():
             raise FileNotFoundError(f"{file} is missing; restore it with `git checkout -- {file}`")

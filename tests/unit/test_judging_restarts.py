@@ -105,12 +105,12 @@ ON = ("First, remove the wheel from the frame and let out any remaining air. Use
 
 
 @pytest.mark.parametrize("restart", [
-    # the four kinds of restart that the pattern-only judge missed (issue 10)
+    # the four kinds of restart that the pattern-only judge missed (appendix A2)
     "Apologies, I should be telling you how to change a bike tire.",
     pytest.param("Scrap all of that and begin anew.", marks=pytest.mark.xfail(
-        strict=True, reason="known miss of the shipped detector (reported in A2 and issue 10)")),
+        strict=True, reason="known miss of the shipped detector (reported in appendix A2)")),
     pytest.param("Ah! The bike tire.", marks=pytest.mark.xfail(
-        strict=True, reason="known miss of the shipped detector (reported in A2 and issue 10)")),
+        strict=True, reason="known miss of the shipped detector (reported in appendix A2)")),
 ])
 def test_detector_splits_restarts_written_for_this_test(judge, restart):
     verdict = judge.judge(JudgeInput(PROMPT, f"{OFF} {restart} {ON}"))

@@ -265,3 +265,18 @@ class TestGoodfire:
 def test_manifest_lists_every_shipped_file():
     manifest = json.loads((EMBEDDED_SAE_DIR / "manifest.json").read_text())["sha256"]
     assert {"cfg.json", "sae_weights.safetensors", "labels.json.gz"} <= set(manifest)
+
+
+def test_an_unparsable_manifest_is_named_with_its_fix(tmp_path):
+    """A corrupt manifest.json names the file and how to restore it, not a bare JSON error."""
+    import shutil
+
+    from esr_utils.jsonl import CorruptFileError
+    from esr_utils.saes import EMBEDDED_SAE_DIR, verify_sae_folder
+
+    folder = tmp_path / "sae"
+    shutil.copytree(EMBEDDED_SAE_DIR, folder)
+    (folder / "manifest.json").write_text('{"sha256": {"cfg.json": ')
+    expected = r"manifest\.json is not a valid SAE manifest.*git checkout"
+    with pytest.raises(CorruptFileError, match=expected):
+        verify_sae_folder(folder)
