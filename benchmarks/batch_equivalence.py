@@ -4,7 +4,7 @@ Floating-point sums differ slightly between batch shapes (padding changes matmul
 a token can flip when a sampled uniform lands within ~1e-7 of a CDF boundary. This measures
 how often that happens on the embedded model, and the generation speed at batch 1 and batch 8.
 
-    .venv/bin/python tests/benchmarks/batch_equivalence.py --trials 24 --tokens 64
+    .venv/bin/python -m benchmarks.batch_equivalence --trials 24 --tokens 64
 """
 
 from __future__ import annotations

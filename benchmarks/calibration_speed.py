@@ -3,7 +3,7 @@
 Same latents, same seeds, same judge, in one process; generations are not cached between the
 two modes (each writes to its own temporary folder).
 
-    .venv/bin/python tests/benchmarks/calibration_speed.py --latents 8 --steps 4 --tokens 64
+    .venv/bin/python -m benchmarks.calibration_speed --latents 8 --steps 4 --tokens 64
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from esr_utils.config import notebook_parameters
-from esr_utils.paths import BOOK_DIR, DATA_DIR, NOTEBOOKS_DIR
+from esr_utils.paths import BOOK_DIR, NOTEBOOKS_DIR, REPO_ROOT
 from esr_utils.read_audit import ENV_VAR, outside_reads, read_paths
 from esr_utils.runner import execute_notebook, toc_notebooks
 
@@ -83,9 +83,9 @@ def test_notebook_executes_under_smoke(stem, smoke_book, tmp_path, monkeypatch):
     solutions = [c for c in code if SOLUTION_TAG in c.metadata.get("tags", [])]
     assert len(solutions) == len(solution_blocks(nbformat.read(
         NOTEBOOKS_DIR / f"{stem}.ipynb", as_version=4)))
-    # the read audit ran in the kernel (it saw the package's data) and found nothing outside
+    # the read audit ran in the kernel (it saw the repository's files) and found nothing outside
     reads = read_paths(log)
-    assert any(p.startswith(str(DATA_DIR)) for p in reads), f"no reads recorded in {log}"
+    assert any(p.startswith(str(REPO_ROOT)) for p in reads), f"no reads recorded in {log}"
     # the kernel's working folder is on its import path ('' in sys.path), so imports list it
     outside = outside_reads(log, extra_roots=[smoke_book / "notebooks"])
     assert not outside, (f"{stem} read files outside the repository, the Python environment "

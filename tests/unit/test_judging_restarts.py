@@ -3,10 +3,6 @@ detector on restarts written for this test (not in any training family), and the
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
-
 import pytest
 
 from esr_utils.judging import Attempt, JudgeInput, OfflineJudge, Verdict
@@ -15,7 +11,6 @@ from esr_utils.judging.offline_fit import family_folds
 from esr_utils.judging.phrase_families import NEGATIVE_FAMILIES, RESTART_FAMILIES, topic_of
 from esr_utils.judging.segmenting import split_sentences
 from esr_utils.judging.validation import accuracy_table, item_rows, wilson
-from esr_utils.paths import PACKAGE_DIR
 
 ANSWERS = [
     {"prompt": "Explain how to add two fractions.",
@@ -133,43 +128,6 @@ def test_try_again_after_a_second_off_topic_sentence(judge):
 def test_detector_keeps_hard_negatives_inside_one_answer(judge, negative):
     verdict = judge.judge(JudgeInput(PROMPT, f"{ON} {negative} Finally, refit the wheel."))
     assert len(verdict.attempts) == 1, verdict
-
-
-def _imports(path):
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-                "esr_utils.judging."):
-            found.add(node.module.split(".")[2])
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[2] for a in node.names
-                      if a.name.startswith("esr_utils.judging.")}
-    return found
-
-
-def test_judging_package_has_no_import_cycles_and_small_modules():
-    folder = PACKAGE_DIR / "judging"
-    graph = {p.stem: _imports(p) for p in folder.glob("*.py")}
-    state: dict[str, int] = {}
-
-    def visit(node, stack):
-        if state.get(node) == 1:
-            raise AssertionError(f"import cycle: {' -> '.join(stack + [node])}")
-        if state.get(node) == 2:
-            return
-        state[node] = 1
-        for child in graph.get(node, ()):
-            visit(child, stack + [node])
-        state[node] = 2
-
-    for node in graph:
-        visit(node, [])
-    for p in folder.glob("*.py"):
-        assert len(p.read_text().splitlines()) <= 300, p.name
-    # and each module imports on its own in a fresh interpreter
-    code = "; ".join(f"import esr_utils.judging.{m}" for m in sorted(graph) if m != "__main__")
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_judge_module_doctests_pass():
