@@ -122,9 +122,6 @@ class EsrRun:
     def threshold(self, latent_id: int) -> float:
         return self.thresholds[latent_id].threshold
 
-    def trial_ids(self, condition: str) -> list[str]:
-        return [r["trial_id"] for r in self.records.get(condition, [])]
-
     def verdict_ids(self, condition: str) -> list[str]:
         return [r["verdict_id"] for r in self.records.get(condition, [])]
 

@@ -141,7 +141,7 @@ def grade_concreteness(labels: dict[int, str], backend, batch_size: int = 50) ->
     """The paper's LLM concreteness rating (0–100) for labelled latents, `batch_size` per call.
 
     `backend` is a judging backend (`complete(system, user) -> str`), e.g.
-    `AnthropicBackend("claude-sonnet-4-5-20250929")` as in the paper. A batch whose reply cannot be
+    `AnthropicClient("claude-sonnet-4-5-20250929")` as in the paper. A batch whose reply cannot be
     read raises, naming the batch: upstream silently rated such batches 0, which biases selection.
     """
     ids = list(labels)

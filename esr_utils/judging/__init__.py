@@ -12,10 +12,10 @@ import re
 from esr_utils.judging.cache import JudgeCache
 from esr_utils.judging.clients import (
     DEFAULT_ANTHROPIC_MODEL,
-    AnthropicBackend,
-    BackendError,
+    AnthropicClient,
+    ClientError,
     MissingAPIKey,
-    OpenAIBackend,
+    OpenAIClient,
 )
 from esr_utils.judging.llm import LLMJudge
 from esr_utils.judging.offline import OfflineJudge
@@ -24,7 +24,7 @@ from esr_utils.judging.segmenting import PAPER_EXAMPLE_PATTERNS, PatternRestarts
 from esr_utils.judging.types import Attempt, Judge, JudgeInput, Verdict
 
 __all__ = ["Attempt", "Judge", "JudgeInput", "Verdict", "LLMJudge", "OfflineJudge", "JudgeCache",
-           "MissingAPIKey", "BackendError", "parse_verdict", "make_judge", "parse_judge_spec",
+           "MissingAPIKey", "ClientError", "parse_verdict", "make_judge", "parse_judge_spec",
            "DEFAULT_ANTHROPIC_MODEL", "strict_offline_judge", "make_backend"]
 
 _OPENAI_SPEC = re.compile(r"^openai:(?P<model>.+?)@(?P<url>https?://\S+)$")
@@ -63,9 +63,9 @@ def make_backend(spec: str, **backend_kwargs):
     the concreteness grader; checks the API key now."""
     parts = parse_judge_spec(spec)
     if parts["kind"] == "anthropic":
-        return AnthropicBackend(parts["model"], **backend_kwargs)
+        return AnthropicClient(parts["model"], **backend_kwargs)
     if parts["kind"] == "openai":
-        return OpenAIBackend(parts["model"], parts["base_url"], **backend_kwargs)
+        return OpenAIClient(parts["model"], parts["base_url"], **backend_kwargs)
     raise ValueError(f"{spec!r} is not an LLM spec; use 'anthropic:<model>' or "
                      "'openai:<model>@<base-url>'")
 

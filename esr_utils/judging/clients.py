@@ -19,8 +19,7 @@ from urllib.parse import urlparse
 import httpx
 
 __all__ = ["MissingAPIKey", "ClientError", "ChatClient", "AnthropicClient", "OpenAIClient",
-           "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL", "call_counts", "count",
-           "BackendError", "Backend", "AnthropicBackend", "OpenAIBackend"]
+           "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL", "call_counts", "count"]
 
 ANTHROPIC_URL = "https://api.anthropic.com"  # the SDK's default base URL
 DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge, Claude 4.5 Haiku (§2.1)
@@ -295,10 +294,3 @@ class OpenAIClient(ChatClient):
         if not isinstance(content, str):
             raise TypeError(f"message content is {content!r}")
         return content
-
-
-# the names before the rename (a "backend" here was an HTTP client), kept for existing callers
-BackendError = ClientError
-Backend = ChatClient
-AnthropicBackend = AnthropicClient
-OpenAIBackend = OpenAIClient

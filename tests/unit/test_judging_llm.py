@@ -16,7 +16,7 @@ from esr_utils.judging import (
     make_judge,
     parse_judge_spec,
 )
-from esr_utils.judging.clients import AnthropicBackend, OpenAIBackend
+from esr_utils.judging.clients import AnthropicClient, OpenAIClient
 from esr_utils.judging.prompt import INSTRUCTIONS, SYSTEM_PROMPT
 
 ITEM = JudgeInput("Explain how to add two fractions.", "Surfing in Hawaii. Wait, that's not "
@@ -52,7 +52,7 @@ def keys(monkeypatch):
 
 
 def anthropic_judge(server, sleeps=None, cache=None, **kwargs):
-    backend = AnthropicBackend(transport=httpx.MockTransport(server), rate_limit=None,
+    backend = AnthropicClient(transport=httpx.MockTransport(server), rate_limit=None,
                                sleep=(sleeps.append if sleeps is not None else lambda s: None),
                                **kwargs)
     return LLMJudge(backend, cache=cache)
@@ -93,7 +93,7 @@ def test_anthropic_request_carries_the_protocol_and_parses_the_reply(keys):
 
 def test_openai_compatible_request_and_reply(keys):
     server = Server(httpx.Response(200, json={"choices": [{"message": {"content": GRADE}}]}))
-    backend = OpenAIBackend("qwen/qwen3-32b", "https://openrouter.ai/api/v1",
+    backend = OpenAIClient("qwen/qwen3-32b", "https://openrouter.ai/api/v1",
                             transport=httpx.MockTransport(server), rate_limit=None)
     verdict = LLMJudge(backend).judge(ITEM)
     assert verdict.scores == [0.0, 90.0]
@@ -173,7 +173,7 @@ def test_judge_many_keeps_input_order_under_concurrency(keys):
         return anthropic_reply(f'<json>{{"attempts": [{{"attempt_text": "a", "score": {n}}}]}}'
                                f'</json>')
 
-    backend = AnthropicBackend(transport=httpx.MockTransport(reply), rate_limit=None)
+    backend = AnthropicClient(transport=httpx.MockTransport(reply), rate_limit=None)
     items = [JudgeInput(str(n), "r") for n in range(30)]
     verdicts = LLMJudge(backend, max_concurrent=6).judge_many(items)
     assert [v.scores[0] for v in verdicts] == list(range(30))
@@ -231,7 +231,7 @@ def test_key_can_come_from_a_dotenv_file(monkeypatch, tmp_path):
 # --- never a missing verdict, and the counts reach the run card
 
 def _fresh_judge(server, model, **kwargs):
-    client = AnthropicBackend(model, transport=httpx.MockTransport(server), rate_limit=None,
+    client = AnthropicClient(model, transport=httpx.MockTransport(server), rate_limit=None,
                               sleep=lambda s: None, **kwargs)
     return LLMJudge(client)
 
@@ -290,7 +290,7 @@ def test_a_fuzzed_server_and_corpus_never_crash_or_lose_a_verdict(keys, tmp_path
                 "response": "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))}
                for i in range(60)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    judge = LLMJudge(AnthropicBackend("fault-fuzz", transport=httpx.MockTransport(server),
+    judge = LLMJudge(AnthropicClient("fault-fuzz", transport=httpx.MockTransport(server),
                                       rate_limit=None, sleep=lambda s: None, max_retries=2),
                      max_concurrent=4)
     counts = regrade_file(judge, tmp_path / "in.jsonl", tmp_path / "out.jsonl", chunk=7,
