@@ -198,3 +198,13 @@ def test_concrete_ids_keep_physical_concepts_that_predict_firing():
     store = LatentLabels({"d_sae": 6, "n_live": 6, "dead": []}, latents)
     assert store.concrete_ids() == [3, 0]
     assert store.topic(3) == "dog"
+
+
+def test_recorded_command_names_no_machine_folder():
+    """The card records the command without this machine's scratch paths; repo paths stay."""
+    from esr_utils.saes.training.__main__ import recorded_command
+
+    command = recorded_command(["--out", "esr_utils/data/embedded_sae", "--cache",
+                                "/home/me/.cache/esr_utils/sae_training", "--threads", "1"])
+    assert command == ("python -m esr_utils.saes.training --out esr_utils/data/embedded_sae "
+                       "--cache <folder> --threads 1")

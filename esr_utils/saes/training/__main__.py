@@ -114,10 +114,17 @@ def _evaluate(sae, hf, tokenizer, settings, texts, labels, minilm, timings) -> t
     return heldout, scores
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command as the card records it: absolute folders become `<folder>`, since they name
+    one machine's scratch space, not anything a reader needs to reproduce the run."""
+    words = [("<folder>" if Path(a).is_absolute() else a) for a in argv]
+    return "python -m esr_utils.saes.training " + " ".join(words)
+
+
 def main(argv=None) -> Path:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, settings = _parse(argv)
-    command = "python -m esr_utils.saes.training " + " ".join(argv)
+    command = recorded_command(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus_mod.require_corpus_files()
