@@ -31,12 +31,12 @@ test: env
 	$(PY) -m pytest
 
 # retrain the embedded SAE from scratch from the shipped corpus (generates the model's own texts,
-# then activations, training, held-out metrics and labels; about an hour on a laptop CPU)
+# then activations, training, held-out metrics and labels; about half an hour on 2 cores)
 sae: env
 	@$(PY) -c "from esr_utils.saes.training.corpus import require_corpus_files; require_corpus_files()" \
 		|| { echo "make sae: restore the corpus with 'git checkout -- esr_utils/data/sae_corpus'"; exit 1; }
 	nice -n 10 $(PY) -m esr_utils.saes.training --out esr_utils/data/embedded_sae \
-		--cache $(HOME)/.cache/esr_utils/sae_training --threads 1
+		--cache $(HOME)/.cache/esr_utils/sae_training --threads 2
 
 # the fine-tuned organism of chapter 6 (smollm2-135m-esr): builds its data from the embedded
 # model, trains the LoRA variants, picks one on validation prompts and ships it with its card

@@ -58,7 +58,7 @@ class BuildSettings:
 
 def sae_sha256() -> str:
     """SHA-256 of the embedded SAE's weights file: which SAE steered the passages."""
-    from esr_utils.sae_loading import EMBEDDED_SAE_DIR, MANIFEST
+    from esr_utils.saes.loading import EMBEDDED_SAE_DIR, MANIFEST
 
     return json.loads((EMBEDDED_SAE_DIR / MANIFEST).read_text())["sha256"][
         "sae_weights.safetensors"]

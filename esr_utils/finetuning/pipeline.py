@@ -132,7 +132,7 @@ def select_variant(scores: dict[str, dict], fractions: dict[str, float]) -> tupl
 def sae_fit(sae, hf_models: dict[str, object], tokenizer, texts: Sequence[str], layer: int = 18
             ) -> dict[str, dict]:
     """FVE and loss recovered of `sae` on each model's residuals over the same chat texts."""
-    from esr_utils.sae_eval import evaluate_sae
+    from esr_utils.saes.training.evaluate import evaluate_sae
 
     rows = [tokenizer(t, add_special_tokens=False)["input_ids"][:256] for t in texts]
     width = max(map(len, rows))

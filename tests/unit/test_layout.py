@@ -41,6 +41,26 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     return (found & known) - {name}
 
 
+def imported_package_modules(path: Path) -> set[str]:
+    """Every `esr_utils...` module a file imports, deferred imports included (absolute form)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("esr_utils")}
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(
+                "esr_utils"):
+            found.add(node.module)
+    return found
+
+
+def test_every_package_import_names_an_existing_module():
+    """A deferred import of a renamed module only fails when its function runs: catch it here."""
+    known = set(_modules())
+    stale = sorted(f"{path.relative_to(PACKAGE.parent)}: {m}" for path in _modules().values()
+                   for m in imported_package_modules(path) if m not in known)
+    assert not stale, "imports of modules that do not exist:\n" + "\n".join(stale)
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
