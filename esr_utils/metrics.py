@@ -14,7 +14,8 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["Z", "Rate", "Mean", "wald_interval", "rate", "mean_ci", "is_degraded",
+__all__ = ["Z", "Rate", "Mean", "wald_interval", "wilson_interval", "rate", "rate_difference",
+           "mean_ci", "is_degraded",
            "trial_metrics", "summarize", "relative_change", "relative_reduction", "ratio",
            "cross_judge_agreement"]
 
@@ -32,6 +33,21 @@ def wald_interval(p: float, n: int) -> tuple[float, float]:
         return (math.nan, math.nan)
     half = Z * math.sqrt(p * (1 - p) / n)
     return (max(0.0, p - half), min(1.0, p + half))
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """Wilson 95% interval for k of n: unlike Wald's, not degenerate at 0 or n, so it can say
+    whether a small rate excludes 0.
+
+    >>> [round(x, 3) for x in wilson_interval(0, 38)]
+    [0.0, 0.092]
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / (1 + Z * Z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,19 @@ class Rate:
     def __str__(self) -> str:
         lo, hi = self.ci
         return f"{self.pct:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({self.k}/{self.n})"
+
+
+def rate_difference(a: Rate, b: Rate) -> tuple[float, float, float]:
+    """b − a with its Wald 95% interval (independent samples), as fractions.
+
+    >>> d, lo, hi = rate_difference(rate(2, 40), rate(12, 40)); round(d, 2), lo > 0
+    (0.25, True)
+    """
+    if not (a.n and b.n):
+        return (math.nan, math.nan, math.nan)
+    d = b.p - a.p
+    half = Z * math.sqrt(a.p * (1 - a.p) / a.n + b.p * (1 - b.p) / b.n)
+    return (d, d - half, d + half)
 
 
 def rate(k: int, n: int) -> Rate:

@@ -192,11 +192,19 @@ def sweep_trials(prompts, latents, levels, settings: ProtocolSettings):
 
 def run_protocol(model, sae, judge, prompts, settings: ProtocolSettings, directory: str | Path,
                  *, label: Callable[[int], str], label_store=None, compute: str = "allow",
-                 sweep: bool = True) -> EsrRun:
-    """Chapter 2 for one model, stored under `directory`, returned as an `EsrRun`."""
+                 sweep: bool = True, latents: Sequence[int] | None = None) -> EsrRun:
+    """Chapter 2 for one model, stored under `directory`, returned as an `EsrRun`.
+
+    `latents` skips the selection and calibrates these instead: comparing models (e.g. the
+    fine-tuned mixtures of chapter 6) on the same latents, each at its own thresholds.
+    """
     directory = Path(directory)
-    latents, funnel, _ = choose_latents(model, sae, prompts, settings, label_store=label_store,
-                                        directory=directory, compute=compute)
+    if latents is None:
+        latents, funnel, _ = choose_latents(model, sae, prompts, settings,
+                                            label_store=label_store, directory=directory,
+                                            compute=compute)
+    else:
+        latents, funnel = [int(k) for k in latents], {"given": len(latents)}
     estimates, prior, bounds, counts = calibrate(model, sae, judge, prompts, latents, label,
                                                  settings, directory, compute=compute)
     run = EsrRun(model=model.spec.name, layer=model.spec.steering_layer, judge=judge.name,

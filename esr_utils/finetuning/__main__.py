@@ -1,6 +1,6 @@
 """`make organism`: build the data, train the variants, pick one by the fixed rule, ship it.
 
-    python -m esr_utils.finetuning [--fractions 0.1 0.5 0.9] [--resistance 0.5] [--rebuild-data]
+    python -m esr_utils.finetuning [--fractions 0.5 0.9] [--resistance 0.9] [--rebuild-data]
 
 Writes `esr_utils/data/organism/dataset.json` (+ `DATASET.md`) and the adapter folder
 `esr_utils/data/organism/adapter/` (weights, `training.json`, `README.md`, `manifest.json`).
@@ -22,28 +22,31 @@ from esr_utils.finetuning import card, pipeline
 from esr_utils.finetuning.building import BuildSettings, build_dataset, load_dataset, save_dataset
 from esr_utils.finetuning.examples import ORGANISM_DATA_DIR, load_training_prompts
 from esr_utils.finetuning.organism import ADAPTER_DIR, load_adapter, save_adapter
-from esr_utils.finetuning.training import recipe
+from esr_utils.finetuning.training import RECIPES, recipe
 
 
 def _strip(scores: dict) -> dict:
-    return {k: v for k, v in scores.items() if k in ("prefill", "false_restart")}
+    return {k: v for k, v in scores.items() if k in ("prefill", "false_restart", "steered")}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.9])
     ap.add_argument("--resistance", type=float, nargs="*", default=[0.9],
                     help="fractions also trained with a steering vector active (beyond the paper)")
-    ap.add_argument("--n-prompts", type=int, default=60,
-                    help="training prompts used when (re)building the data (the shipped set: 60)")
-    ap.add_argument("--n-examples", type=int, default=40, help="examples per mixture")
+    ap.add_argument("--n-prompts", type=int, default=None,
+                    help="training prompts used when (re)building the data (default: all)")
+    ap.add_argument("--n-examples", type=int, default=RECIPES["organism"].n_examples,
+                    help="examples per mixture")
     ap.add_argument("--answer-tokens", type=int, default=64)
     ap.add_argument("--passage-tokens", type=int, default=40)
     ap.add_argument("--max-len", type=int, default=128)
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=RECIPES["organism"].epochs)
     ap.add_argument("--val-seeds", type=int, default=2)
+    ap.add_argument("--val-steer", type=int, default=4,
+                    help="training-pool (latent, boost) pairs for the steered validation check")
     ap.add_argument("--rebuild-data", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -64,6 +67,9 @@ def main(argv=None) -> int:
     prompts = load_training_prompts()
     prefixes = pipeline.prefill_prefixes(data, data["val_ids"], prompts, args.seed)
     r = recipe("organism", n_examples=args.n_examples, max_len=args.max_len, epochs=args.epochs)
+    steer = pipeline.validation_steering(sae.W_dec.shape[0], args.val_steer, r.boost_range,
+                                         args.seed)
+    check = dict(n_seeds=args.val_seeds, seed=args.seed, answer_tokens=64, sae=sae, steer=steer)
     variants = [(f"sc{round(100 * f)}", f, False) for f in args.fractions]
     variants += [(f"sc{round(100 * f)}-resist", f, True) for f in args.resistance]
     steer_rows = {int(k): sae.W_dec[int(k)].detach().clone()
@@ -78,9 +84,7 @@ def main(argv=None) -> int:
         save_adapter(res.model, work / name)
         hf, tok = pipeline.base_hf()
         merged = load_adapter(hf, work / name, verify=False).merge_and_unload()
-        scores = pipeline.validation_scores(pipeline.as_loaded(merged, tok), prefixes,
-                                            n_seeds=args.val_seeds, seed=args.seed,
-                                            answer_tokens=64)
+        scores = pipeline.validation_scores(pipeline.as_loaded(merged, tok), prefixes, **check)
         results[name] = {"fraction": fraction, "resistance": resist, "train": res.summary(),
                          "history": res.history, "validation": _strip(scores),
                          "n_mixture": len(mixture),
@@ -89,8 +93,7 @@ def main(argv=None) -> int:
         print(f"[organism] {name}: {json.dumps(_strip(scores))}", flush=True)
     hf, tok = pipeline.base_hf()
     base_scores = pipeline.validation_scores(pipeline.as_loaded(hf, tok, "smollm2-135m-instruct"),
-                                             prefixes, n_seeds=args.val_seeds, seed=args.seed,
-                                             answer_tokens=64)
+                                             prefixes, **check)
     chosen, why = pipeline.select_variant({k: v["validation"] for k, v in results.items()},
                                           {k: v["fraction"] for k, v in results.items()})
     print(f"[organism] chosen {chosen}: {why}", flush=True)
@@ -105,6 +108,7 @@ def main(argv=None) -> int:
               "base_validation": _strip(base_scores), "sae_fit": fit,
               "dataset_sha256": card.sha256_file(data_path),
               "n_val_prompts": len(data["val_ids"]), "val_seeds": args.val_seeds,
+              "val_steering": steer,
               "seconds": round(time.time() - began, 1)}
     # the chosen adapter, re-saved into the shipped folder with its record and card
     chosen_model = load_adapter(pipeline.base_hf()[0], work / chosen, verify=False)

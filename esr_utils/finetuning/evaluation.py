@@ -26,6 +26,7 @@ from transformers import LogitsProcessorList
 from esr_utils.finetuning.examples import restart_sentences as family_sentences
 from esr_utils.generation import SeededSampler, Trial, generate_trials, tokenize_texts
 from esr_utils.judging.segmenting import is_restart, split_sentences
+from esr_utils.metrics import wilson_interval as wilson
 from esr_utils.prompts import chat_text
 from esr_utils.steering import Steering
 
@@ -42,16 +43,6 @@ __all__ = [
 ]
 
 _NORM = re.compile(r"[^a-z' ]+")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95% interval for k of n (not degenerate at 0 or n, unlike p ± 1.96·SE)."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _norm(s: str) -> str:

@@ -4,8 +4,12 @@ The selection rule is fixed before any adapter is trained and uses validation pr
 (training prompts held out of training, never the 38 evaluation prompts):
 
     among variants whose unsteered false-restart rate on the validation prompts is <= 2%,
-    take the highest prefill restart rate; ties go to the smaller self-correction fraction.
-    If none is <= 2%, take the lowest false-restart rate (and say so in the card).
+    take the highest restart rate under steering (training-pool latents), then the highest
+    prefill restart rate; ties go to the smaller self-correction fraction. If none is <= 2%,
+    take the lowest false-restart rate (and say so in the card).
+
+Steered restarts lead because the organism exists to be studied under steering: a model that
+restarts after an off-topic prefix but not while steered would give the ESR chapters zeros.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -21,6 +26,7 @@ from esr_utils.finetuning.examples import Example, first_sentences, mix_examples
 from esr_utils.finetuning.training import LoraRecipe, train_lora
 from esr_utils.generation import Sampling, Trial, generate_trials
 from esr_utils.models import LoadedModel, get_spec
+from esr_utils.steering import Steering
 
 __all__ = [
     "SELECTION_RULE",
@@ -31,12 +37,15 @@ __all__ = [
     "sae_fit",
     "select_variant",
     "train_variant",
+    "trained_variant",
     "validation_scores",
+    "validation_steering",
 ]
 
-SELECTION_RULE = ("highest validation prefill restart rate among variants with unsteered "
-                  "validation false-restart rate <= 2%; ties to the smaller self-correction "
-                  "fraction; if none qualifies, the lowest false-restart rate")
+SELECTION_RULE = ("highest validation restart rate under steering (training-pool latents), then "
+                  "highest prefill restart rate, among variants with unsteered validation "
+                  "false-restart rate <= 2%; ties to the smaller self-correction fraction; if "
+                  "none qualifies, the lowest false-restart rate")
 
 
 def base_hf():
@@ -59,12 +68,25 @@ def base_tokenizer():
     return AutoTokenizer.from_pretrained(str(embedded_dense_dir()))
 
 
-def as_loaded(hf, tokenizer, name: str = "smollm2-135m-esr") -> LoadedModel:
+def as_loaded(hf, tokenizer, name: str = "smollm2-135m-esr", *, spec=None) -> LoadedModel:
     """Wrap a (merged) transformers model as a `LoadedModel`, so generation and steering apply."""
     from nnsight import TransformersModel
 
-    return LoadedModel(lm=TransformersModel(hf, tokenizer=tokenizer), spec=get_spec(name),
-                       device="cpu")
+    return LoadedModel(lm=TransformersModel(hf, tokenizer=tokenizer),
+                       spec=spec or get_spec(name), device="cpu")
+
+
+def trained_variant(peft_model, folder: Path, name: str) -> LoadedModel:
+    """A notebook-trained adapter saved to `folder`, loaded back merged as a model of its own:
+    its spec points at `folder`, so its results are keyed by this adapter's hash, not the
+    shipped organism's."""
+    from esr_utils.finetuning.organism import load_adapter, save_adapter
+
+    save_adapter(peft_model, folder)
+    hf, tok = base_hf()
+    merged = load_adapter(hf, folder, verify=False).merge_and_unload()
+    spec = replace(get_spec("smollm2-135m-esr"), name=name, adapter=str(folder))
+    return as_loaded(merged, tok, spec=spec)
 
 
 def prefill_prefixes(data: dict, prompt_ids: Sequence[int], prompts: Sequence[str], seed: int
@@ -101,9 +123,11 @@ def train_variant(examples: Sequence[Example], fraction: float, r: LoraRecipe, *
 
 
 def validation_scores(model: LoadedModel, prefixes, *, n_seeds: int = 2, max_new_tokens: int = 48,
-                      answer_tokens: int = 96, seed: int = 0, progress: bool = True) -> dict:
+                      answer_tokens: int = 96, seed: int = 0, progress: bool = True,
+                      sae=None, steer: Sequence[tuple[int, float]] = ()) -> dict:
     """Prefill restart rate and unsteered false-restart rate on validation prompts, each prompt
-    `n_seeds` times."""
+    `n_seeds` times; with `sae` and `steer` ((latent, boost) pairs, training pool), also the
+    restart rate of answers steered with each pair on every validation prompt."""
     prompts = [p for p, _, _ in prefixes] * n_seeds
     cont = prefill_continuations(model, prompts, [x for _, x, _ in prefixes] * n_seeds,
                                  seeds=[seed + i for i in range(len(prompts))],
@@ -113,17 +137,37 @@ def validation_scores(model: LoadedModel, prefixes, *, n_seeds: int = 2, max_new
               for i, p in enumerate(prompts)]
     answers = generate_trials(model, trials, sampling=Sampling.for_model(
         model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=24)
-    return {"prefill": restart_rate(cont), "false_restart": restart_rate(
+    out = {"prefill": restart_rate(cont), "false_restart": restart_rate(
         [a["response"] for a in answers]), "prefill_texts": cont,
         "answers": [a["response"] for a in answers]}
+    if steer:
+        trials = [Trial(p, Steering(k, b), seed=seed + 7919 * j + i)
+                  for j, (k, b) in enumerate(steer) for i, p in enumerate(prompts)]
+        steered = generate_trials(model, trials, sae=sae, sampling=Sampling.for_model(
+            model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=24)
+        out["steered"] = restart_rate([a["response"] for a in steered])
+        out["steered_texts"] = [a["response"] for a in steered]
+    return out
+
+
+def validation_steering(d_sae: int, n: int, boost_range: tuple[float, float], seed: int
+                        ) -> list[tuple[int, float]]:
+    """`n` (latent, boost) pairs from the training pool (odd ids), boosts uniform in the range:
+    the kind of steering resistance training uses, never the evaluation pool."""
+    from esr_utils.latent_selection import latent_pool
+
+    rng = random.Random(seed)
+    latents = rng.sample([int(k) for k in latent_pool("training", d_sae)], n)
+    return [(k, round(rng.uniform(*boost_range), 1)) for k in latents]
 
 
 def select_variant(scores: dict[str, dict], fractions: dict[str, float]) -> tuple[str, str]:
     """Apply `SELECTION_RULE`; returns (variant name, why)."""
     ok = [v for v, s in scores.items() if s["false_restart"]["rate"] <= 0.02]
     if ok:
-        best = max(ok, key=lambda v: (scores[v]["prefill"]["rate"], -fractions[v]))
-        return best, "highest prefill restart rate with false restarts <= 2%"
+        best = max(ok, key=lambda v: (scores[v].get("steered", {"rate": 0.0})["rate"],
+                                      scores[v]["prefill"]["rate"], -fractions[v]))
+        return best, ("highest steered, then prefill, restart rate with false restarts <= 2%")
     best = min(scores, key=lambda v: (scores[v]["false_restart"]["rate"], fractions[v]))
     return best, "no variant had false restarts <= 2%: lowest false-restart rate taken"
 

@@ -57,17 +57,17 @@ RECIPES: dict[str, LoraRecipe] = {
         max_len=4096, n_examples=917, precision="bf16", optimizer="adamw_bnb_8bit",
         scaled="none: Table 3 on Llama-3.1-8B-Instruct (Axolotl, GPU), ~917 examples per mixture"),
     "cpu": LoraRecipe(
-        rank=16, alpha=32, learning_rate=3e-4, warmup_steps=3, epochs=1.0, micro_batch=8,
+        rank=16, alpha=32, learning_rate=5e-4, warmup_steps=2, epochs=2.0, micro_batch=8,
         grad_accum=1, max_len=192, precision="fp32", optimizer="adamw", n_examples=96,
-        scaled="rank 32->16, alpha 16->32, lr 2e-4->3e-4, 4 epochs->1, batch 8 as 8x1, "
-               "seq 4096->192, warmup 10->3, fp32, plain AdamW, 96 examples per mixture "
+        scaled="rank 32->16, alpha 16->32, lr 2e-4->5e-4, 4 epochs->2, batch 8 as 8x1, "
+               "seq 4096->192, warmup 10->2, fp32, plain AdamW, 96 examples per mixture "
                "instead of ~917"),
     "organism": LoraRecipe(
-        rank=16, alpha=32, learning_rate=5e-4, warmup_steps=1, epochs=1.0, micro_batch=8,
-        grad_accum=1, max_len=128, precision="fp32", optimizer="adamw", n_examples=40,
-        scaled="rank 32->16, alpha 16->32, lr 2e-4->5e-4, 4 epochs->1, batch 8 as 8x1, "
-               "seq 4096->128, warmup 10->1, fp32, plain AdamW, 40 examples per mixture "
-               "instead of ~917 (sized for a shared 2-core machine)"),
+        rank=16, alpha=32, learning_rate=5e-4, warmup_steps=2, epochs=2.0, micro_batch=8,
+        grad_accum=1, max_len=128, precision="fp32", optimizer="adamw", n_examples=200,
+        scaled="rank 32->16, alpha 16->32, lr 2e-4->5e-4, 4 epochs->2, batch 8 as 8x1, "
+               "seq 4096->128, warmup 10->2, fp32, plain AdamW, 200 examples per mixture "
+               "instead of ~917 (sized for 2 CPU cores)"),
     "smoke": LoraRecipe(
         rank=4, alpha=8, learning_rate=1e-3, warmup_steps=0, epochs=1.0, micro_batch=4,
         grad_accum=1, max_len=96, precision="fp32", optimizer="adamw", n_examples=8,

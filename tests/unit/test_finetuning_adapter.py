@@ -95,3 +95,17 @@ def test_resistance_training_needs_steering_rows():
     hf, tok = base_hf()
     with pytest.raises(ValueError, match="steer_rows"):
         train_lora(hf, tok, EXAMPLES, recipe("smoke", resistance=True), progress=False)
+
+
+def test_a_notebook_trained_variant_is_keyed_by_its_own_adapter(trained, tmp_path):
+    from esr_utils.finetuning.pipeline import trained_variant
+    from esr_utils.models import get_spec
+
+    result, _, tok = trained
+    model = trained_variant(result.model, tmp_path / "sc50", "smollm2-135m-esr-sc50")
+    assert model.spec.name == "smollm2-135m-esr-sc50"
+    assert model.spec.adapter_sha256 == adapter_sha256(tmp_path / "sc50")
+    assert model.spec.adapter_sha256 != get_spec("smollm2-135m-esr").adapter_sha256
+    ids = tok("Explain how to boil an egg.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.equal(model.hf(input_ids=ids).logits, base_hf()[0](input_ids=ids).logits)

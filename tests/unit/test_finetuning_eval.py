@@ -48,8 +48,9 @@ def test_wilson_interval_is_not_degenerate_at_zero():
     assert (r["k"], r["n"], r["rate"]) == (1, 2, 0.5)
 
 
-def _scores(prefill, false):
-    return {"prefill": {"rate": prefill}, "false_restart": {"rate": false}}
+def _scores(prefill, false, steered=0.0):
+    return {"prefill": {"rate": prefill}, "false_restart": {"rate": false},
+            "steered": {"rate": steered}}
 
 
 def test_selection_rule_prefers_prefill_among_low_false_restart_variants():
@@ -59,6 +60,23 @@ def test_selection_rule_prefers_prefill_among_low_false_restart_variants():
     scores = {"a": _scores(0.9, 0.05), "b": _scores(0.6, 0.10)}
     name, why = select_variant(scores, {"a": 0.9, "b": 0.5})
     assert name == "a" and "no variant" in why
+
+
+def test_selection_rule_puts_restarts_under_steering_first():
+    scores = {"plain": _scores(0.9, 0.0, steered=0.05), "resist": _scores(0.5, 0.0, steered=0.2),
+              "noisy": _scores(0.9, 0.1, steered=0.5)}
+    assert select_variant(scores, {"plain": 0.9, "resist": 0.9, "noisy": 0.5})[0] == "resist"
+
+
+def test_validation_steering_draws_training_pool_latents_only():
+    from esr_utils.finetuning.pipeline import validation_steering
+    from esr_utils.latent_selection import latent_pool
+
+    pairs = validation_steering(2304, 6, (50.0, 110.0), seed=3)
+    assert len({k for k, _ in pairs}) == 6
+    assert {k for k, _ in pairs} <= set(latent_pool("training", 2304))
+    assert all(50.0 <= b <= 110.0 for _, b in pairs)
+    assert pairs == validation_steering(2304, 6, (50.0, 110.0), seed=3)
 
 
 def test_organism_is_a_registry_model_keyed_by_its_adapter():
