@@ -19,7 +19,13 @@ from pathlib import Path
 import torch
 
 from esr_utils.finetuning import card, pipeline
-from esr_utils.finetuning.building import BuildSettings, build_dataset, load_dataset, save_dataset
+from esr_utils.finetuning.building import (
+    BuildSettings,
+    build_dataset,
+    load_dataset,
+    sae_sha256,
+    save_dataset,
+)
 from esr_utils.finetuning.examples import ORGANISM_DATA_DIR, load_training_prompts
 from esr_utils.finetuning.organism import ADAPTER_DIR, load_adapter, save_adapter
 from esr_utils.finetuning.training import RECIPES, recipe
@@ -56,7 +62,11 @@ def main(argv=None) -> int:
 
     sae = load_sae("smollm2-135m-instruct")
     data_path = ORGANISM_DATA_DIR / "dataset.json"
-    if args.rebuild_data or not data_path.exists():
+    stale = data_path.exists() and json.loads(data_path.read_text())["sae_sha256"] != sae_sha256()
+    if stale:
+        print("[organism] the shipped dataset's passages were steered with another SAE: "
+              "rebuilding it", flush=True)
+    if args.rebuild_data or stale or not data_path.exists():
         settings = BuildSettings(n_prompts=args.n_prompts, seed=args.seed,
                                  answer_tokens=args.answer_tokens,
                                  passage_tokens=args.passage_tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 
 import nbformat
@@ -40,6 +41,15 @@ def test_notebook_is_stored_without_outputs(stem):
     for cell in _nb(stem).cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, cell.source[:60]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_cell_has_a_unique_id(stem):
+    """nbformat 4.5 cells need ids (a cell added by hand without one warns now, fails later)."""
+    raw = json.loads((NOTEBOOKS_DIR / f"{stem}.ipynb").read_text())
+    ids = [c.get("id") for c in raw["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), [c["source"][:1] for c in raw["cells"]
+                                                    if not c.get("id")]
 
 
 @pytest.mark.parametrize("stem", STEMS)
