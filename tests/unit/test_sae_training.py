@@ -75,6 +75,21 @@ def test_statistics_of_an_exact_sae():
     assert stats["dead_fraction"] == 0.0 and stats["dense_fraction"] == 1.0
 
 
+def test_one_massive_token_cannot_decide_the_fve():
+    """An attention-sink token (norm ~100x) reconstructed perfectly would push FVE to ~1 on its
+    own; the evaluation leaves such tokens out and counts them."""
+    from esr_utils.saes.training.evaluate import outlier_tokens
+
+    x = torch.randn(200, D)
+    x[7] = 500.0
+    mask = outlier_tokens(x)
+    assert mask.tolist() == [i == 7 for i in range(200)]
+    zero = _exact_sae(D)
+    with torch.no_grad():
+        zero.W_dec.zero_()
+    assert latent_statistics(zero, x[~mask])["fve"] == pytest.approx(0.0, abs=0.05)
+
+
 def test_splicing_an_exact_sae_recovers_all_the_loss(tiny_hf):
     tokens = torch.randint(0, 64, (3, 12))
     tokens[2, 8:] = -1  # padding

@@ -9,7 +9,11 @@
   than 10% of tokens, on the evaluated tokens.
 
 Position 0 of every context is left untouched everywhere (not encoded, not spliced, not
-zeroed): its residual is an attention-sink outlier that the SAE was not trained on.
+zeroed): its residual is an attention-sink outlier that the SAE was not trained on. Other tokens
+can be such sinks too (in Python docstrings, some newlines have residual norms ~100x the
+median): `evaluate_sae` leaves tokens above `OUTLIER_FACTOR` x the median norm out of L0 and FVE
+and counts them (`n_outlier_tokens`), since one of them would otherwise decide the FVE alone.
+Loss recovered still splices every token but position 0.
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ from torch import Tensor
 
 from esr_utils.saes.training.activations import collect_activations, pad_contexts
 
-__all__ = ["DENSE_THRESHOLD", "latent_statistics", "splice_losses", "evaluate_sae",
-           "evaluate_sources", "meets_targets"]
+__all__ = ["DENSE_THRESHOLD", "OUTLIER_FACTOR", "outlier_tokens", "latent_statistics",
+           "splice_losses", "evaluate_sae", "evaluate_sources", "meets_targets"]
 
 DENSE_THRESHOLD = 0.1
+OUTLIER_FACTOR = 10.0
+
+
+def outlier_tokens(acts: Tensor, factor: float = OUTLIER_FACTOR) -> Tensor:
+    """Boolean mask of tokens whose residual norm exceeds `factor` x the median norm."""
+    norms = acts.float().norm(dim=-1)
+    return norms > factor * norms.median()
 
 
 @torch.no_grad()
@@ -124,8 +135,10 @@ def evaluate_sae(sae, hf, tokens: Tensor, layer: int, acts: Tensor | None = None
     if acts is None:
         contexts = [[int(t) for t in row if t >= 0] for row in tokens]
         acts = collect_activations(hf, None, contexts, layer, progress=False)["acts"]
-    stats = latent_statistics(sae, acts)
+    outliers = outlier_tokens(acts)
+    stats = latent_statistics(sae, acts[~outliers])
     out = {k: float(v) for k, v in stats.items() if not isinstance(v, Tensor)}
+    out["n_outlier_tokens"] = int(outliers.sum())
     out.update(splice_losses(sae, hf, tokens, layer, batch_size))
     out["n_contexts"] = int(tokens.shape[0])
     return out
