@@ -135,8 +135,8 @@ def test_misspelt_profile_key_names_file_and_nearest_parameter(profiles, capsys)
 @pytest.mark.parametrize("old, new, message", [
     ("N_LATENTS: 3", "N_LATENTS: three",
      "N_LATENTS must be of type int like its default [0-9]+, got .three."),
-    ("LATENT_ID: 2040", "LATENT_ID: 99999", "LATENT_ID 99999 is out of range"),
-    ("LATENT_ID: 2040", "LATENT_ID: 2040.0", "LATENT_ID must be of type int"),
+    ("LATENT_ID: 1468", "LATENT_ID: 99999", "LATENT_ID 99999 is out of range"),
+    ("LATENT_ID: 1468", "LATENT_ID: 2040.0", "LATENT_ID must be of type int"),
     ("COMPUTE: allow", "COMPUTE: cache_only", "did you mean 'cache-only'"),
 ])
 def test_profile_values_are_checked_before_execution(profiles, old, new, message):

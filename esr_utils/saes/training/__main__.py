@@ -138,7 +138,12 @@ def main(argv=None) -> Path:
         record = json.loads((folder / "training.json").read_text())
         sae = load_sae(path=folder)
         labels = relabel_from_examples(folder, tokenizer, minilm)
-        heldout, scores = _evaluate(sae, hf, tokenizer, settings, (), labels, minilm, timings)
+        # the model's own texts of the training run, when its cache is given: the same
+        # held-out prose and chat documents as the run measured (else only fixed sources)
+        cached = args.cache / "model_texts.jsonl.gz" if args.cache else None
+        texts = _model_texts(hf, tokenizer, args.cache, settings.seed) if (
+            cached and cached.exists()) else ()
+        heldout, scores = _evaluate(sae, hf, tokenizer, settings, texts, labels, minilm, timings)
         record.update(heldout=heldout, label_scores=scores, targets=QUALITY_TARGETS,
                       heldout_note=UPDATE_NOTE,
                       evaluation_command=command, evaluation_settings=asdict(settings),
