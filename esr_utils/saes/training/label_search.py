@@ -22,6 +22,7 @@ Latents that fire on fewer than `MIN_TRAIN_POSITIVES` label-building windows kee
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import torch
@@ -101,16 +102,25 @@ def auc_matrix(cand_vecs: np.ndarray, window_vecs: np.ndarray, fired: np.ndarray
 
 
 def pair_candidates(order: np.ndarray, words: list[str], n: int = N_PAIR_FROM) -> list[str]:
-    """"A and B" for the first `n` distinct words of `order` (best first): words that share
-    their first four letters ("bake", "baking") count as one."""
+    """"A and B" for the first `n` distinct words of `order` (best first): variants of one
+    word ("bake", "baking"; "flour", "baking flour") count as one."""
     chosen: list[str] = []
     for i in order:
         w = words[int(i)]
-        if all(w[:4] != c[:4] and w not in c.split() and c not in w.split() for c in chosen):
+        if not any(_variants(w, c) for c in chosen):
             chosen.append(w)
         if len(chosen) == n:
             break
     return [f"{a} and {b}" for a, b in itertools.combinations(chosen, 2)]
+
+
+def _variants(a: str, b: str) -> bool:
+    """Whether two candidates are forms of one word: a shared word, or a common prefix of four
+    letters (all but the last letter of a shorter word)."""
+    if set(a.split()) & set(b.split()):
+        return True
+    prefix = len(os.path.commonprefix([a, b]))
+    return prefix >= min(4, min(len(a), len(b)) - 1)
 
 
 def search_labels(minilm, window_vecs: np.ndarray, fired: np.ndarray, acts: np.ndarray,
