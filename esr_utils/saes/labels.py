@@ -2,9 +2,11 @@
 
 `labels.json.gz` (next to the SAE) holds, for every latent that fires on the training corpus:
 
-* `concept`: a short phrase such as "violin and cello", chosen offline (no LLM) from the
-  latent's top-activating contexts (`esr_utils.saes.training.concepts`);
-* `concept_lexname`: the WordNet topic file of the phrase's first word ("noun.artifact");
+* `concept`: a short phrase such as "violin and cello", chosen offline (no LLM) as the phrase
+  that best predicts where the latent fires in training text
+  (`esr_utils.saes.training.label_search`; `train_auc` is that score);
+* `concept_lexname`: the WordNet topic file of the phrase's first word ("noun.artifact"), None
+  when that word is not a WordNet lemma;
 * `auc`: how well the phrase predicts which held-out contexts activate the latent (0.5: no
   better than chance; `esr_utils.saes.training.label_scores`);
 * `top`: its top-activating tokens, each with a short context ("…two [ranges] of hills");

@@ -5,8 +5,8 @@ Two commands:
 * `--out DIR`: the whole run from the shipped corpus (`make sae`): the model's own texts
   (generated once, cached), activations, training, held-out metrics per source, labels;
 * `--update DIR`: an existing SAE folder: held-out metrics per source and concept labels again
-  (from the top-activating contexts it already stores, positions 0 and 1 dropped), weights
-  untouched.
+  (chosen on training text by `label_search`; latents too rare there keep a phrase from the
+  top-activating contexts the folder stores), weights untouched.
 
 Each writes the folder with `folder.save_embedded_sae`; `training.json` records the commands.
 """
@@ -18,7 +18,7 @@ import gzip
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from esr_utils.saes.training.concepts import build_labels, load_minilm
 from esr_utils.saes.training.evaluate import evaluate_sources, meets_targets
 from esr_utils.saes.training.folder import save_embedded_sae
 from esr_utils.saes.training.label_scores import score_labels
+from esr_utils.saes.training.label_search import apply_search
 from esr_utils.saes.training.relabel import relabel_from_examples
 from esr_utils.saes.training.settings import QUALITY_TARGETS, TrainSettings
 from esr_utils.saes.training.sources import (
@@ -61,7 +62,8 @@ def _parse(argv):
                                 help=f"default: {value}")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--cache", type=Path, default=None,
-                        help="folder for the model's texts and activations (default: OUT/cache)")
+                        help="folder for the model's texts and activations (default: OUT/cache); "
+                        "with --update, labels are also chosen on the model's texts cached there")
     args = parser.parse_args(argv)
     settings = TrainSettings(**{k: getattr(args, k) for k in asdict(defaults) if k != "extra"})
     return args, settings
@@ -81,10 +83,28 @@ def _model_texts(hf, tokenizer, cache: Path, seed: int) -> list[dict]:
     return texts
 
 
+def _cached_model_texts(cache: Path | None) -> list[dict]:
+    """The model's own texts from a training run's cache (`--cache`), if it holds them."""
+    path = None if cache is None else cache / "model_texts.jsonl.gz"
+    if path is None or not path.exists():
+        return []
+    return [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()]
+
+
 def _heldout(hf, tokenizer, settings, texts) -> dict:
     contexts = corpus_mod.heldout_corpus(tokenizer, settings, settings.heldout_tokens, texts)
     return contexts, {s: collect_activations(hf, tokenizer, c, settings.layer, progress=False)
                       for s, c in contexts.items()}
+
+
+def _label_data(hf, tokenizer, settings, texts) -> dict:
+    """Activations of `settings.label_tokens` training tokens per source (the prose and chat
+    sources only with the model's texts), the text labels are chosen on."""
+    sources = [s for s in corpus_mod.SOURCES if texts or s not in ("prose", "chat")]
+    budget = replace(settings, **{f"{s}_tokens": settings.label_tokens for s in sources})
+    parts = corpus_mod.build_corpus(tokenizer, budget, texts, sources)
+    return _merge({s: collect_activations(hf, tokenizer, c, settings.layer, progress=False)
+                   for s, c in parts.items()})
 
 
 def _merge(parts: dict) -> dict:
@@ -137,12 +157,13 @@ def main(argv=None) -> Path:
         folder = args.update
         record = json.loads((folder / "training.json").read_text())
         sae = load_sae(path=folder)
+        texts = _cached_model_texts(args.cache)
+        t = time.time()
         labels = relabel_from_examples(folder, tokenizer, minilm)
-        # the model's own texts of the training run, when its cache is given: the same
-        # held-out prose and chat documents as the run measured (else only fixed sources)
-        cached = args.cache / "model_texts.jsonl.gz" if args.cache else None
-        texts = _model_texts(hf, tokenizer, args.cache, settings.seed) if (
-            cached and cached.exists()) else ()
+        apply_search(labels, sae, tokenizer, _label_data(hf, tokenizer, settings, texts), minilm)
+        timings["labels_s"] = round(time.time() - t, 1)
+        # the model's own texts of the training run (when its cache is given): the same
+        # held-out prose and chat documents as the run measured, else only the fixed sources
         heldout, scores = _evaluate(sae, hf, tokenizer, settings, texts, labels, minilm, timings)
         record.update(heldout=heldout, label_scores=scores, targets=QUALITY_TARGETS,
                       heldout_note=UPDATE_NOTE,
@@ -181,6 +202,7 @@ def main(argv=None) -> Path:
     sae.cfg.metadata.seqpos_slice = [1, None]  # position 0 is never encoded
     t = time.time()
     labels = build_labels(sae, tokenizer, merged, settings.layer, minilm)
+    apply_search(labels, sae, tokenizer, _label_data(hf, tokenizer, settings, texts), minilm)
     timings["labels_s"] = round(time.time() - t, 1)
     heldout, scores = _evaluate(sae, hf, tokenizer, settings, texts, labels, minilm, timings)
     timings["total_s"] = round(time.time() - began, 1)

@@ -33,6 +33,7 @@ class TrainSettings:
     batch_size: int = 1024
     lr: float = 8e-4
     heldout_tokens: int = 3_000  # per source, for the metrics in training.json
+    label_tokens: int = 12_000  # per source: training text the concept labels are chosen on
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes, recorded with the run
 
