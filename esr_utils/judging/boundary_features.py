@@ -42,14 +42,12 @@ def _unit(m: np.ndarray) -> np.ndarray:
     return m / (np.linalg.norm(m, axis=-1, keepdims=True) + 1e-12)
 
 
-def _side_columns(F, rel, words, w):
-    """Columns for one window width `w` (n for all the text on each side)."""
+def _side_columns(F, rel, cw, cr, cf, w):
+    """Columns for one window width `w` (n for all the text on each side), from cumulative
+    word-weighted sums `cw` (words), `cr` (relevance) and `cf` (embeddings)."""
     n = len(F)
     idx = np.arange(n)
     has_b, has_a = idx > 0, idx < n - 1
-    cw = np.concatenate([[0.0], np.cumsum(words)])
-    cr = np.concatenate([[0.0], np.cumsum(rel * words)])
-    cf = np.concatenate([np.zeros((1, F.shape[1])), np.cumsum(F * words[:, None], axis=0)])
     lo, hi = np.maximum(0, idx - w), np.minimum(n, idx + 1 + w)
     rb = np.where(has_b, (cr[idx] - cr[lo]) / np.maximum(cw[idx] - cw[lo], 1), 0.0)
     ra = np.where(has_a, (cr[hi] - cr[idx + 1]) / np.maximum(cw[hi] - cw[idx + 1], 1), 0.0)
@@ -70,7 +68,10 @@ def sentence_features(prompt: str, sentences: Sequence[str], embedder: Embedder)
     examples = embedder.full(list(RESTART_EXAMPLES))
     rel = F @ p
     words = np.array([max(1, count_words(s)) for s in sentences], dtype=float)
-    cols = [c for w in (*WINDOWS, n) for c in _side_columns(F, rel, words, w)]
+    cw = np.concatenate([[0.0], np.cumsum(words)])
+    cr = np.concatenate([[0.0], np.cumsum(rel * words)])
+    cf = np.concatenate([np.zeros((1, F.shape[1])), np.cumsum(F * words[:, None], axis=0)])
+    cols = [c for w in (*WINDOWS, n) for c in _side_columns(F, rel, cw, cr, cf, w)]
     idx = np.arange(n)
     S = F @ F.T
     prev = np.r_[0.0, S[idx[1:], idx[1:] - 1]]
@@ -80,7 +81,7 @@ def sentence_features(prompt: str, sentences: Sequence[str], embedder: Embedder)
     coherence_after = np.zeros(n)
     coherence_after[:-2] = S[idx[:-2] + 1, idx[:-2] + 2]
     texts = [s.strip() for s in sentences]
-    caps = [sum(c.isupper() for c in s) / max(1, sum(c.isalpha() for c in s)) for s in texts]
+    caps = [sum(map(str.isupper, s)) / max(1, sum(map(str.isalpha, s))) for s in texts]
     cols += [rel, H @ p, prev, nxt, bridge, bridge - np.maximum(prev, nxt), coherence_after,
              (idx > 0).astype(float), (idx < n - 1).astype(float), idx / max(1, n - 1),
              np.log1p(words), np.full(n, np.log(n)),

@@ -54,9 +54,36 @@ class RestartDetector:
     def restarts(self, X: np.ndarray) -> np.ndarray:
         return self.probabilities(X) >= self.threshold
 
+    def _decide(self, p: np.ndarray) -> list[bool]:
+        """Threshold, then in a run of flagged sentences keep only those up to the most
+        restart-like one: the sentences after it open the new attempt ("Wait, no. To add
+        fractions, ..." flags both, but only "Wait, no." is the restart)."""
+        flags = p >= self.threshold
+        k = 0
+        while k < len(p):
+            if not flags[k]:
+                k += 1
+                continue
+            end = k
+            while end < len(p) and flags[end]:
+                end += 1
+            flags[k + int(np.argmax(p[k:end])) + 1:end] = False
+            k = end
+        return [bool(x) for x in flags]
+
     def flags(self, prompt: str, sentences: Sequence[str], embedder: Embedder) -> list[bool]:
         """For each sentence of a response: does a new attempt start there?"""
-        return [bool(x) for x in self.restarts(sentence_features(prompt, sentences, embedder))]
+        return self._decide(self.probabilities(sentence_features(prompt, sentences, embedder)))
+
+    def flags_many(self, responses: Sequence[tuple[str, Sequence[str]]],
+                   embedder: Embedder) -> list[list[bool]]:
+        """`flags` for many (prompt, sentences) pairs, with one pass of the trees over all."""
+        X = [sentence_features(prompt, sentences, embedder) for prompt, sentences in responses]
+        if not X:
+            return []
+        p = self.probabilities(np.concatenate(X))
+        cuts = np.cumsum([len(x) for x in X])[:-1]
+        return [self._decide(part) for part in np.split(p, cuts)]
 
     def to_json(self) -> str:
         data = {"trees": self.trees.to_dict(), "threshold": round(float(self.threshold), 6),
