@@ -9,6 +9,7 @@ prompts. Each item carries the phrase family it uses, so validation can hold out
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ CLASSES = {
 # families of the items without a phrase (degenerate items get one family per kind of damage)
 BASE_FAMILIES = ("plain", "looped_word", "repeated_sentence", "word_salad", "salad_after_clause")
 _LEADING = ("Let me try again.", "I'll try again.", "Okay, once more.", "Let me start over.")
+# the end of a sentence for `split_sentences`: . ! ? plus closing marks, or a colon/semicolon
+_CLOSED = re.compile(r"(?:[.!?][\"')\]*_]*|[:;])$")
 _STRUCTURES = ("correction", "late_correction", "reverse", "failed_correction", "triple")
 
 
@@ -94,8 +97,9 @@ def _assemble(parts: Sequence[tuple[str, bool]], rng) -> tuple[str, tuple[bool, 
     text, marks = "", []
     for k, (part, restart) in enumerate(parts):
         if k:
-            # a part without closing punctuation would merge with what follows: new line
-            closed = text.rstrip().endswith((".", "!", "?", ":", ";", ")", "*"))
+            # a part that does not end a sentence as `split_sentences` sees it would merge with
+            # what follows ("... (AM) Let me try again." would be one sentence): new line
+            closed = bool(_CLOSED.search(text.rstrip()))
             text += str(rng.choice([" ", " ", "\n\n", "\n"])) if closed else "\n"
         marks.append((len(text), len(text) + len(part), restart))
         text += part

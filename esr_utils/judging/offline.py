@@ -75,12 +75,14 @@ class OfflineJudge:
         """For each sentence: does a new attempt start there?"""
         return self.detector.flags(prompt, self.sentences(response), self.embedder)
 
-    def _attempts(self, prompt: str, response: str) -> list[tuple[str, list[str]]]:
+    def _attempts(self, prompt: str, response: str,
+                  flags: Sequence[bool] | None = None) -> list[tuple[str, list[str]]]:
         """(text, sentences) of each attempt; the text is the response from its first to its
-        last sentence, as written."""
+        last sentence, as written. `flags` are the detector's, when already computed."""
         spans = split_sentences(response)
         sentences = [response[s:e] for s, e in spans]
-        flags = self.detector.flags(prompt, sentences, self.embedder)
+        if flags is None:
+            flags = self.detector.flags(prompt, sentences, self.embedder)
         return [(response[spans[g[0]][0]:spans[g[-1]][1]].strip(), [sentences[k] for k in g])
                 for g in group_attempts(response, spans, flags)]
 
@@ -116,10 +118,11 @@ class OfflineJudge:
         """Score one passage as a single attempt."""
         return self.score_sentences(prompt, self.sentences(passage) or [passage])
 
-    def judge(self, item: JudgeInput) -> Verdict:
+    def judge(self, item: JudgeInput, flags: Sequence[bool] | None = None) -> Verdict:
         try:
             attempts = [Attempt(text, self.score_sentences(item.prompt, chosen))
-                        for text, chosen in self._attempts(item.prompt, item.response or "")]
+                        for text, chosen in self._attempts(item.prompt, item.response or "",
+                                                           flags)]
         except Exception as exc:  # a judge must never stop the experiment loop
             return Verdict(error=f"offline judge failed: {exc!r}", raw=item.response,
                            judge=self.name)
@@ -134,5 +137,13 @@ class OfflineJudge:
             self.embedder.encode(texts)
         except Exception:
             pass  # per-item judging below records the error
-        return [self.judge(item) for item in tqdm(items, desc=f"judging ({self.name})",
-                                                  unit="resp", disable=not progress)]
+        # one pass of the detector over every response, when it can batch
+        flags: list = [None] * len(items)
+        if hasattr(self.detector, "flags_many"):
+            try:
+                flags = self.detector.flags_many(
+                    [(i.prompt, self.sentences(i.response or "")) for i in items], self.embedder)
+            except Exception:
+                flags = [None] * len(items)  # per-item judging below records the error
+        return [self.judge(item, f) for item, f in zip(tqdm(
+            items, desc=f"judging ({self.name})", unit="resp", disable=not progress), flags)]

@@ -18,19 +18,19 @@ from esr_utils.judging.embedding import Embedder
 from esr_utils.judging.evalset import BASE_FAMILIES, EvalItem, build_eval_set
 from esr_utils.judging.offline import OfflineJudge
 from esr_utils.judging.phrase_families import NEGATIVE_FAMILIES, RESTART_FAMILIES
-from esr_utils.judging.restart_detector import RestartDetector, fit_weights, sentence_features
+from esr_utils.judging.restart_detector import RestartDetector, sentence_features
 from esr_utils.judging.score_scale import ScoreScale, fit_logistic
-from esr_utils.judging.segmenting import split_sentences
+from esr_utils.judging.segmenting import group_attempts, split_sentences
+from esr_utils.judging.tree_ensemble import fit_trees
 from esr_utils.judging.validation import item_rows
 
 __all__ = ["split_prompts", "fit_score_scale", "training_matrix", "fit_detector",
-           "family_folds", "cross_validate", "replace_detector", "fit_all",
-           "DETECTOR_SETTINGS"]
+           "family_folds", "cross_validate", "replace_detector", "fit_all", "choose_threshold",
+           "count_attempts", "THRESHOLDS"]
 
-# picked among a handful of settings (ridge, class weight, threshold, raw embeddings or not)
-# by the leave-families-out numbers that appendix A2 reports, so those are slightly optimistic;
-# the threshold trades missed restarts for false splits of single answers
-DETECTOR_SETTINGS = {"l2": 1.0, "positive_weight": 1.0, "threshold": 0.7, "seed": 0}
+# candidate decision thresholds; `choose_threshold` picks one by cross-validation over the
+# training families only, so held-out numbers never steer it
+THRESHOLDS = tuple(np.round(np.arange(0.1, 0.91, 0.05), 2))
 
 
 def split_prompts(prompts: list[str]) -> tuple[list[str], list[str]]:
@@ -63,22 +63,54 @@ def fit_score_scale(judge: OfflineJudge, answers: Sequence[dict], *, seed: int =
 
 
 def training_matrix(items: Sequence[EvalItem], embedder: Embedder):
-    """(X, y, family per row): one row per sentence of every item."""
+    """(X, y, family per row, item index per row): one row per sentence of every item."""
     embedder.encode([i.prompt for i in items] +
                     [i.response[s:e] for i in items for s, e in split_sentences(i.response)])
-    X, y, fam = [], [], []
-    for item in items:
+    X, y, fam, owner = [], [], [], []
+    for k, item in enumerate(items):
         sentences = [item.response[s:e] for s, e in split_sentences(item.response)]
         X.append(sentence_features(item.prompt, sentences, embedder))
         y.extend(item.restart_sentences)
         fam.extend([item.family] * len(sentences))
-    return np.concatenate(X), np.asarray(y, dtype=float), np.asarray(fam)
+        owner.extend([k] * len(sentences))
+    return np.concatenate(X), np.asarray(y, dtype=float), np.asarray(fam), np.asarray(owner)
 
 
-def fit_detector(X, y, *, meta: dict | None = None, **settings) -> RestartDetector:
-    s = {**DETECTOR_SETTINGS, **settings}
-    w, b, mean, scale = fit_weights(X, y, l2=s["l2"], positive_weight=s["positive_weight"])
-    return RestartDetector(w, b, mean, scale, s["threshold"], meta={**(meta or {}), **s})
+def count_attempts(item: EvalItem, flags: Sequence[bool]) -> int:
+    """How many attempts the judge would find in `item` with these restart flags."""
+    return len(group_attempts(item.response, split_sentences(item.response), flags))
+
+
+def choose_threshold(items: Sequence[EvalItem], X, y, fam, owner, *, n_folds: int = 3,
+                     seed: int = 0) -> tuple[float, dict]:
+    """The threshold that gets the most attempt counts right on families left out of training,
+    by cross-validation *within* the given (training) items' families: multi-attempt and
+    single-attempt items weigh half each, so neither missed nor spurious splits are free.
+
+    Returns (threshold, {threshold: balanced accuracy})."""
+    names = sorted(set(fam))
+    order = np.random.default_rng(seed).permutation(names)
+    p = np.zeros(len(y))
+    for f in range(n_folds):
+        out = np.isin(fam, [str(x) for x in order[f::n_folds]])
+        p[out] = fit_trees(X[~out], y[~out], seed=seed).probabilities(X[out])
+    multi = np.array([i.n_attempts > 1 for i in items])
+    rows = [np.flatnonzero(owner == k) for k in range(len(items))]
+    scores = {}
+    for t in THRESHOLDS:
+        right = np.array([count_attempts(i, p[r] >= t) == i.n_attempts
+                          for i, r in zip(items, rows)])
+        scores[float(t)] = 0.5 * right[multi].mean() + 0.5 * right[~multi].mean()
+    best = max(scores, key=lambda t: (round(scores[t], 6), -abs(t - 0.5)))
+    return best, scores
+
+
+def fit_detector(items: Sequence[EvalItem], X, y, fam, owner, *, meta: dict | None = None,
+                 seed: int = 0) -> RestartDetector:
+    """Trees on all rows, threshold by inner cross-validation over these items' families."""
+    threshold, inner = choose_threshold(items, X, y, fam, owner, seed=seed)
+    return RestartDetector(fit_trees(X, y, seed=seed), threshold,
+                           meta={**(meta or {}), "seed": seed, "inner_cv": inner})
 
 
 def family_folds(n_folds: int = 4, seed: int = 0) -> list[set[str]]:
@@ -108,17 +140,22 @@ def cross_validate(answers: Sequence[dict], judge: OfflineJudge, *, n_folds: int
     calib, valid = split_prompts(prompts)
     train_items = build_eval_set(answers, calib[:n_train_prompts], seed=seed)
     test_items = build_eval_set(answers, list(eval_prompts or valid), seed=seed + 1)
-    X, y, fam = training_matrix(train_items, judge.embedder)
+    X, y, fam, owner = training_matrix(train_items, judge.embedder)
     held, verdicts, rows = [], [], []
     for f, fold in enumerate(tqdm(family_folds(n_folds, seed), desc="family folds",
                                   disable=not progress)):
-        detector = fit_detector(X[~np.isin(fam, list(fold))], y[~np.isin(fam, list(fold))])
+        keep = [k for k, i in enumerate(train_items) if i.family not in fold]
+        m = np.isin(owner, keep)
+        renumber = np.full(len(train_items), -1)
+        renumber[keep] = np.arange(len(keep))
+        detector = fit_detector([train_items[k] for k in keep], X[m], y[m], fam[m],
+                                renumber[owner[m]], seed=seed)
         fold_judge = replace_detector(judge, detector)
         items = [i for i in test_items if i.family in fold]
         v = fold_judge.judge_many([i.to_input() for i in items])
         held += items
         verdicts += v
-        rows += [{**r, "fold": f} for r in item_rows(items, v)]
+        rows += [{**r, "fold": f, "threshold": detector.threshold} for r in item_rows(items, v)]
     return held, verdicts, rows
 
 
@@ -137,11 +174,11 @@ def fit_all(seed: int = 0, embedder: Embedder | None = None) -> tuple[ScoreScale
     scale = fit_score_scale(bootstrap, answers, seed=seed)
     calib, _ = split_prompts(list(dict.fromkeys(a["prompt"] for a in answers)))
     items = build_eval_set(answers, calib, seed=seed)
-    X, y, _ = training_matrix(items, embedder)
+    X, y, fam, owner = training_matrix(items, embedder)
     meta = {"n_items": len(items), "n_sentences": int(len(y)), "n_restart_sentences": int(y.sum()),
             "calibration_prompts": len(calib), "answers_sha256": _sha256(ANSWERS_PATH),
             "command": "python -m esr_utils.judging.offline_fit"}
-    return scale, fit_detector(X, y, meta=meta, seed=seed)
+    return scale, fit_detector(items, X, y, fam, owner, meta=meta, seed=seed)
 
 
 class _NoRestarts:

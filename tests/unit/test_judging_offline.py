@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from esr_utils.judging import JudgeInput, OfflineJudge, strict_offline_judge
 from esr_utils.judging.embedding import language_quality, repetition
 from esr_utils.judging.offline_fit import split_prompts
-from esr_utils.judging.restart_detector import WEIGHTS_PATH, RestartDetector, fit_weights
+from esr_utils.judging.restart_detector import WEIGHTS_PATH, RestartDetector
 from esr_utils.judging.score_scale import ScoreScale, fit_logistic
 from esr_utils.judging.segmenting import group_attempts, is_restart, split_attempts, split_sentences
+from esr_utils.judging.tree_ensemble import TreeEnsemble, fit_trees
 
 FRACTIONS = ("To add two fractions, first find a common denominator. Rewrite each fraction with "
              "that denominator, add the numerators, and keep the denominator. Finally, simplify "
@@ -151,20 +152,44 @@ def test_logistic_fit_recovers_a_known_boundary():
     assert slope == pytest.approx(0.4 / 0.15**2, rel=0.15)
 
 
-def test_detector_fit_recovers_known_weights():
-    """The many-feature logistic regression finds a planted rule (tiny ridge, many rows)."""
+def test_tree_ensemble_learns_an_interaction_and_matches_scikit_learn():
+    """A planted "both cues together" rule (no linear model can fit it), recovered by the trees;
+    the numpy copy gives scikit-learn's probabilities and survives a JSON round trip."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(6000, 3))
-    y = (rng.random(6000) < 1 / (1 + np.exp(-(2.0 * X[:, 0] - 1.0 * X[:, 1] - 0.5)))).astype(float)
-    w, b, mean, scale = fit_weights(X, y, l2=1e-3)
-    raw = w / scale  # back to unstandardised units
-    assert raw == pytest.approx([2.0, -1.0, 0.0], abs=0.15)
-    assert b - (mean / scale) @ w == pytest.approx(-0.5, abs=0.1)
+    X = rng.normal(size=(4000, 3))
+    y = ((X[:, 0] > 0.5) & (X[:, 1] < 0.0)).astype(float)
+    trees = fit_trees(X, y, seed=0, max_iter=60)
+    Z = rng.normal(size=(500, 3))
+    truth = (Z[:, 0] > 0.5) & (Z[:, 1] < 0.0)
+    assert ((trees.probabilities(Z) >= 0.5) == truth).mean() > 0.97
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y)
+    copy = TreeEnsemble.from_dict(TreeEnsemble.from_sklearn(model).to_dict())
+    assert copy.probabilities(Z) == pytest.approx(model.predict_proba(Z)[:, 1], abs=1e-6)
+    assert TreeEnsemble.from_sklearn(model).decision(np.zeros((0, 3))).shape == (0,)
+
+
+def test_boundary_features_see_the_topic_shift_at_a_restart(judge):
+    """Across "Hawaii. Wait, that's not right. Fractions." the two sides differ and relevance
+    rises; inside one answer the neighbours of a sentence cohere."""
+    from esr_utils.judging.boundary_features import FEATURE_NAMES, sentence_features
+
+    prompt = "Explain how to add two fractions."
+    restart = [*judge.sentences(HAWAII), "Wait, that's not right.", *judge.sentences(FRACTIONS)]
+    X = sentence_features(prompt, restart, judge.embedder)
+    col = {name: X[:, k] for k, name in enumerate(FEATURE_NAMES)}
+    assert X.shape == (len(restart), len(FEATURE_NAMES))
+    r = 2  # the restart sentence
+    assert col["rel_rise_w1"][r] > 0.3 and col["sides_cos_w2"][r] < 0.3
+    assert col["bridge"][r] < col["bridge"][r + 1] and col["pattern"][r] == 1.0
+    assert col["has_before"][0] == 0.0 and col["has_after"][-1] == 0.0
+    assert sentence_features(prompt, [], judge.embedder).shape == (0, len(FEATURE_NAMES))
 
 
 def test_shipped_detector_matches_its_checksum_and_a_wrong_one_names_the_fix(tmp_path):
     detector = RestartDetector.load()  # checks WEIGHTS_SHA256
-    assert detector.weights.shape == detector.mean.shape
+    assert len(detector.trees.roots) > 10 and 0.0 < detector.threshold < 1.0
     bad = tmp_path / "w.json"
     bad.write_text(WEIGHTS_PATH.read_text().replace('"threshold"', '"threshold" ', 1))
     with pytest.raises(ValueError, match="offline_fit"):

@@ -100,12 +100,11 @@ ON = ("First, remove the wheel from the frame and let out any remaining air. Use
 
 
 @pytest.mark.parametrize("restart", [
-    # the four kinds of restart that the pattern-only judge missed (appendix A2)
-    "Apologies, I should be telling you how to change a bike tire.",
-    pytest.param("Scrap all of that and begin anew.", marks=pytest.mark.xfail(
-        strict=True, reason="known miss of the shipped detector (reported in appendix A2)")),
-    pytest.param("Ah! The bike tire.", marks=pytest.mark.xfail(
-        strict=True, reason="known miss of the shipped detector (reported in appendix A2)")),
+    # the four kinds of restart that the issue's pattern-only judge missed, in new wordings
+    "Apologies, I should be telling you how to change a bike tire.",  # apology naming the question
+    "Scrap all of that and begin anew.",  # a "start over"-style restart
+    "Ah! The bike tire.",  # a short interjection, then the real question
+    "Hmm, I wandered off there. Back to bike tires:",
 ])
 def test_detector_splits_restarts_written_for_this_test(judge, restart):
     verdict = judge.judge(JudgeInput(PROMPT, f"{OFF} {restart} {ON}"))
@@ -118,12 +117,24 @@ def test_try_again_after_a_second_off_topic_sentence(judge):
     assert len(verdict.attempts) == 2 and verdict.scores[1] > verdict.scores[0]
 
 
+def test_three_attempts_and_a_failed_correction(judge):
+    """Off, restart, other off, restart, on: three attempts ending high; on, restart, off: the
+    direction goes down."""
+    three = judge.judge(JudgeInput(PROMPT, f"{OFF} Sorry, wrong topic. {OFF2} No, that's not "
+                                           f"it either. {ON}"))
+    assert len(three.attempts) == 3 and three.scores[-1] > three.scores[0] + 30
+    worse = judge.judge(JudgeInput(PROMPT, f"{ON} Wait, let me redo that. {OFF}"))
+    assert len(worse.attempts) == 2 and worse.scores[-1] < worse.scores[0] - 30
+
+
 @pytest.mark.parametrize("negative", [
     "Actually, this is the part that takes longest.",
     "Wait until the glue on the patch dries.",
     "Let me explain why the pressure matters.",
     "Sorry to hear your tire went flat again.",
     "If the tube still leaks, start over with a new one.",
+    "Hold on to the rim firmly while you lever the tire.",
+    "If the bead won't seat, try again with more soapy water.",
 ])
 def test_detector_keeps_hard_negatives_inside_one_answer(judge, negative):
     verdict = judge.judge(JudgeInput(PROMPT, f"{ON} {negative} Finally, refit the wheel."))
