@@ -155,3 +155,17 @@ def test_verification_samples_are_fresh_and_counted(stored_run):
 
     achieved = first_scores_by_latent(run)
     assert all(m.n == 3 for m in achieved.values())  # 1 verification + 2 ESR-run trials each
+
+
+def test_given_latents_skip_selection_and_are_calibrated_as_given(stored_run, tiny_model,
+                                                                   silent_sae, tmp_path):
+    """Chapter 6 compares models on the base model's latents: no selection, same order."""
+    run, _ = stored_run
+    given = list(reversed(run.latents))
+    other = run_protocol(tiny_model, silent_sae, CountingJudge(), run.prompts, run.settings,
+                         tmp_path / "given", label=lambda k: f"latent {k}", sweep=False,
+                         latents=given)
+    assert other.latents == given and other.funnel == {"given": len(given)}
+    assert set(other.thresholds) == set(given)
+    assert [r["latent_id"] for r in other.records["steered"]][::2] == given
+    assert "sweep" not in other.records
