@@ -81,7 +81,9 @@ def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_sto
                                      skip_first=settings.relevance.endswith("after-first"))
         relevant = relevant_by_prompt_tokens(candidates, maxima)
     else:
+        # answers as long as the run's (not the model's 512-token default)
         answers = generate_trials(model, [Trial(p, seed=settings.seed) for p in prompts],
+                                  sampling=_sampling(model, settings.max_new_tokens),
                                   store=ResultsStore(directory / "unsteered_answers"),
                                   batch_size=settings.batch_size, compute=compute)
         texts = [conversation_text(model.tokenizer, r["prompt"], r["response"]) for r in answers]
