@@ -91,10 +91,8 @@ def main(argv=None) -> int:
         res, mixture, tok = pipeline.train_variant(
             examples, fraction, pipeline.variant_recipe(r, resist), seed=args.seed,
             steer_rows=steer_rows if resist else None)
-        save_adapter(res.model, work / name)
-        hf, tok = pipeline.base_hf()
-        merged = load_adapter(hf, work / name, verify=False).merge_and_unload()
-        scores = pipeline.validation_scores(pipeline.as_loaded(merged, tok), prefixes, **check)
+        model = pipeline.trained_variant(res.model, work / name, f"smollm2-135m-esr-{name}")
+        scores = pipeline.validation_scores(model, prefixes, **check)
         results[name] = {"fraction": fraction, "resistance": resist, "train": res.summary(),
                          "history": res.history, "validation": _strip(scores),
                          "n_mixture": len(mixture),
@@ -107,11 +105,10 @@ def main(argv=None) -> int:
     chosen, why = pipeline.select_variant({k: v["validation"] for k, v in results.items()},
                                           {k: v["fraction"] for k, v in results.items()})
     print(f"[organism] chosen {chosen}: {why}", flush=True)
-    base_hf, tok = pipeline.base_hf()
     org_hf = load_adapter(pipeline.base_hf()[0], work / chosen, verify=False).merge_and_unload()
     fit_texts = [data["answers"][str(i)] for i in data["val_ids"]]
     fit_texts = [p + "\n" + a for p, a in zip([prompts[i] for i in data["val_ids"]], fit_texts)]
-    fit = pipeline.sae_fit(sae, {"base": base_hf, "organism": org_hf}, tok, fit_texts)
+    fit = pipeline.sae_fit(sae, {"base": hf, "organism": org_hf}, tok, fit_texts)
     record = {"command": "python -m esr_utils.finetuning " + shlex.join(sys.argv[1:]),
               "selection_rule": pipeline.SELECTION_RULE, "chosen": chosen, "why": why,
               "recipe": results[chosen]["train"]["recipe"], "variants": results,

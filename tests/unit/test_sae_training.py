@@ -215,11 +215,11 @@ def test_concrete_ids_keep_physical_concepts_that_predict_firing():
     assert store.topic(3) == "dog"
 
 
-def test_recorded_command_names_no_machine_folder():
+def test_recorded_command_names_no_machine_folder(tmp_path):
     """The card records the command without this machine's scratch paths; repo paths stay."""
     from esr_utils.saes.training.__main__ import recorded_command
 
     command = recorded_command(["--out", "esr_utils/data/embedded_sae", "--cache",
-                                "/home/me/.cache/esr_utils/sae_training", "--threads", "1"])
+                                str(tmp_path / "sae_training"), "--threads", "1"])
     assert command == ("python -m esr_utils.saes.training --out esr_utils/data/embedded_sae "
                        "--cache <folder> --threads 1")
