@@ -1,8 +1,5 @@
-"""One function per figure the book draws, each returning a matplotlib figure.
-
-Chapters call these and save the result with `plotting.save_figure`; the data comes in as an
-`EsrRun` (or plain tables), so a figure can be redrawn from stored results without a model.
-"""
+"""Chapter 2: threshold search traces, the calibration check, ESR rates by model, the
+no-steering baseline and the boost sweep."""
 
 from __future__ import annotations
 
@@ -15,42 +12,8 @@ import pandas as pd
 from esr_utils.esr_run import EsrRun, first_scores_by_latent, sweep_summary
 from esr_utils.metrics import Z, summarize, trial_metrics
 
-__all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
-           "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
-           "fine_tuning_rates"]
-
-
-def residual_norms_by_layer(by_layer: pd.DataFrame, steering_layer: int,
-                            steer_tokens: np.ndarray, scale: float):
-    """Chapter 1: norm quartiles per layer (first token apart) and the steering layer's tokens."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    left.fill_between(by_layer.index, by_layer.q25, by_layer.q75, alpha=0.3,
-                      label="25–75% of tokens")
-    left.plot(by_layer.index, by_layer["median"], marker="o", ms=3, label="median token")
-    left.plot(by_layer.index, by_layer["first token (median)"], ls="--", label="first token")
-    left.axvline(steering_layer, color="grey", lw=1)
-    left.set(yscale="log", xlabel="layer", ylabel="‖h‖ (log scale)",
-             title="Residual-stream norm by layer")
-    left.legend(fontsize=8)
-    right.hist(steer_tokens, bins=40)
-    right.axvline(scale, color="black", lw=1)
-    right.set(xlabel="‖h‖ at the steering layer (first token excluded)", ylabel="tokens",
-              title=f"Layer {steering_layer}: median ‖h‖ = {scale:.0f}")
-    return fig
-
-
-def concept_vs_boost(curve: pd.DataFrame, latent_id: int, n_prompts: int):
-    """Chapter 1: concept read-back and distinct-token share against the boost (mean ± 95%)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, column, colour in ((left, "concept read-back", "C3"),
-                               (right, "distinct share", "C0")):
-        mean, sem = curve[(column, "mean")], curve[(column, "sem")].fillna(0)
-        ax.errorbar(curve.index, mean, yerr=Z * sem, marker="o", capsize=3, color=colour)
-        ax.set(xlabel="boost, in boost units", ylabel=column, ylim=(0, 1.05))
-    left.set_title(f"latent {latent_id} read back from the answer")
-    right.set_title("distinct tokens in the answer")
-    fig.suptitle(f"Concept in, coherence out ({n_prompts} prompts, our measurement)", y=1.02)
-    return fig
+__all__ = ["calibration_traces", "calibration_check", "esr_rates", "first_scores_no_steering",
+           "boost_sweep"]
 
 
 def calibration_traces(run: EsrRun, n: int = 8):
@@ -183,43 +146,4 @@ def boost_sweep(run: EsrRun):
     right.set(xlabel="normalised boost", ylabel="mean first-attempt score", ylim=(0, 100),
               title="first-attempt score vs boost")
     right.legend()
-    return fig
-
-
-def fine_tuning_rates(mixtures: Mapping[float, EsrRun], base: EsrRun,
-                      shipped: tuple[float, EsrRun] | None = None):
-    """The paper's Fig. 6, our measurement: multi-attempt rate, multi-attempt improvement rate
-    and ESR rate against the self-correction share of the training mixture, each model at its
-    own calibrated thresholds; the base model as a dashed line with its 95% band; `shipped`
-    (share, run) marks the shipped organism."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
-    shares = sorted(mixtures)
-    for ax, key, title in ((axes[0], "multi_attempt_rate", "multi-attempt rate"),
-                           (axes[1], "improvement_rate", "multi-attempt improvement rate"),
-                           (axes[2], "esr_rate", "ESR rate")):
-        b = summarize(base.records["steered"])[key]
-        if b.n:
-            ax.axhline(100 * b.p, color="grey", ls="--", label=f"base model ({b.k}/{b.n})")
-            ax.axhspan(100 * b.ci[0], 100 * b.ci[1], color="grey", alpha=0.15)
-        rates = [summarize(mixtures[s].records["steered"])[key] for s in shares]
-        xs = [100 * s for s, r in zip(shares, rates) if r.n]
-        ys = [100 * r.p for r in rates if r.n]
-        err = np.array([[100 * (r.p - r.ci[0]), 100 * (r.ci[1] - r.p)] for r in rates if r.n]).T
-        if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label="retrained here")
-        for s, r in zip(shares, rates):
-            ax.annotate(f"{r.k}/{r.n}", (100 * s, 100 * r.p if r.n else 0), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
-        if shipped is not None:
-            r = summarize(shipped[1].records["steered"])[key]
-            if r.n:
-                ax.errorbar([100 * shipped[0]], [100 * r.p], capsize=3, marker="*", ms=11,
-                            yerr=[[100 * (r.p - r.ci[0])], [100 * (r.ci[1] - r.p)]],
-                            ls="none", color="C3", label=f"shipped organism ({r.k}/{r.n})")
-        ax.set(xlabel="self-correction examples in the mixture (%)", ylabel="% of trials"
-               if key != "improvement_rate" else "% of multi-attempt trials", title=title,
-               xlim=(0, 100), ylim=(0, None))
-        ax.legend(fontsize=7)
-    fig.suptitle("Fine-tuning on self-correction data (our measurement; the paper's Fig. 6 "
-                 "layout)", y=1.03)
     return fig
