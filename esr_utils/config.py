@@ -187,6 +187,17 @@ class RunConfig:
             return params[name]
         raise AttributeError(f"RunConfig has no field or parameter {name!r}")
 
+    @classmethod
+    def for_notebook(cls, notebook: str, profile: str) -> RunConfig:
+        """The config a notebook builds when run under `profile` with no other overrides: its
+        parameters-cell defaults, then the profile's values. Later chapters use it to find an
+        earlier chapter's results (`esr_run.chapter_run`)."""
+        params = {**notebook_defaults(notebook), **notebook_parameters(profile, notebook)}
+        own = {f.name for f in fields(cls)} - {"notebook", "params"}
+        return cls(notebook=notebook, **{k.lower(): v for k, v in params.items()
+                                         if k.lower() in own},
+                   params={k: v for k, v in params.items() if k.lower() not in own})
+
     def to_dict(self) -> dict:
         return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
 

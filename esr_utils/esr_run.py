@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from esr_utils.config import RunConfig
 from esr_utils.metrics import Mean, Rate, mean_ci, summarize, trial_metrics
+from esr_utils.paths import RESULTS_DIR
 from esr_utils.results import ResultsStore
 from esr_utils.threshold_search import ThresholdEstimate
 
 __all__ = ["ProtocolSettings", "EsrRun", "CONDITIONS", "serialisable_summary",
-           "first_scores_by_latent", "sweep_summary", "sweep_levels"]
+           "first_scores_by_latent", "sweep_summary", "sweep_levels", "chapter_run"]
 
 CONDITIONS = ("steered", "baseline", "sweep")
 # the paper code's reading (every prompt token), the same without position 0, the paper's text
@@ -174,6 +176,18 @@ class EsrRun:
             calibration_counts=data["calibration_counts"], sweep_levels=data["sweep_levels"],
             records=records, metrics=data["metrics"], directory=directory,
         )
+
+
+def chapter_run(profile: str, model: str, notebook: str = "02_esr_across_models") -> EsrRun:
+    """The run `notebook` (chapter 2) stored for `model` under `profile`'s settings, for later
+    chapters to replay. Fails naming the command to run when that chapter has not run yet."""
+    directory = RESULTS_DIR / profile / notebook / RunConfig.for_notebook(notebook, profile).key()
+    if not (directory / model / "run.json").exists():
+        raise FileNotFoundError(
+            f"{notebook} has no stored run for {model!r} under the {profile!r} profile "
+            f"(looked in {directory / model}): run `python -m esr_utils.runner --profile "
+            f"{profile} --only {notebook}` first, with the profile's settings unchanged")
+    return EsrRun.load(directory / model)
 
 
 def first_scores_by_latent(run: EsrRun, condition: str = "steered") -> dict[int, Mean]:
