@@ -169,3 +169,23 @@ def test_given_latents_skip_selection_and_are_calibrated_as_given(stored_run, ti
     assert set(other.thresholds) == set(given)
     assert [r["latent_id"] for r in other.records["steered"]][::2] == given
     assert "sweep" not in other.records
+
+
+def test_later_chapters_find_chapter_2s_run_by_profile_and_model(stored_run, tmp_path,
+                                                                  monkeypatch):
+    import shutil
+
+    from esr_utils import esr_run
+    from esr_utils.config import RunConfig
+
+    run, directory = stored_run
+    monkeypatch.setattr(esr_run, "RESULTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="--profile smoke --only 02_esr_across_models"):
+        esr_run.chapter_run("smoke", "tiny")
+    key = RunConfig.for_notebook("02_esr_across_models", "smoke").key()
+    shutil.copytree(directory, tmp_path / "smoke" / "02_esr_across_models" / key / "tiny")
+    assert esr_run.chapter_run("smoke", "tiny").records == run.records
+    # another profile's settings give another key, so its run is not picked up by mistake
+    with pytest.raises(FileNotFoundError, match="'cpu' profile"):
+        esr_run.chapter_run("cpu", "tiny")
+
