@@ -7,10 +7,13 @@ from pathlib import Path
 
 from esr_utils.paths import DATA_DIR
 
-__all__ = ["ANSWERS_PATH", "ANSWER_SEEDS", "ANSWER_MAX_NEW_TOKENS", "load_answers",
-           "generate_answers", "write_answers"]
+__all__ = ["ANSWERS_PATH", "ANSWER_SEEDS", "ANSWER_MAX_NEW_TOKENS", "MODEL_ANSWERS_PATH",
+           "load_answers", "load_model_answers", "generate_answers", "write_answers"]
 
 ANSWERS_PATH = DATA_DIR / "judge_eval_answers.jsonl"
+# the fine-tuning chapter's dataset: the embedded model's unsteered answers to the project's
+# training prompts (none of the 38), the real text a false restart would be found in
+MODEL_ANSWERS_PATH = DATA_DIR / "organism" / "dataset.json"
 # two samples per prompt: a few hundred labelled items, and a file small enough to ship
 ANSWER_SEEDS = (0, 1)
 # short answers keep generation to a few minutes on a laptop CPU
@@ -25,6 +28,20 @@ def load_answers(path: str | Path = ANSWERS_PATH) -> list[dict]:
                                 "`python -m esr_utils.judging.answers`")
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def load_model_answers(split: str, path: str | Path = MODEL_ANSWERS_PATH) -> list[dict]:
+    """The embedded model's own unsteered answers to the training prompts of the fine-tuning
+    dataset's `split` ("train" or "val"): {"prompt", "response"} records, negatives (no
+    restart) for the restart detector."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    path = Path(path)
+    data = json.loads(path.read_text())
+    prompts = [line.strip() for line in (path.parent / "prompts_train.txt").read_text()
+               .splitlines() if line.strip()]
+    return [{"prompt": prompts[i], "response": data["answers"][str(i)]}
+            for i in data[f"{split}_ids"] if data["answers"].get(str(i), "").strip()]
 
 
 def generate_answers(path: str | Path = ANSWERS_PATH, *, model=None, seeds=ANSWER_SEEDS,

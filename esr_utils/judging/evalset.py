@@ -24,6 +24,7 @@ __all__ = ["EvalItem", "CLASSES", "BASE_FAMILIES", "build_eval_set", "word_salad
 # class → (what it is, true target scores)
 CLASSES = {
     "on_topic": "the model's own answer: one attempt, 100",
+    "model_answer": "its own answer to one of the fine-tuning prompts, as generated: one, 100",
     "off_topic": "its answer to another prompt: one attempt, 0",
     "drift": "own answer, then another answer's second half, no restart: one attempt, 50",
     "degenerate": "a fluent opening, then a loop, a repeated sentence or word salad: one, 0",
@@ -36,7 +37,10 @@ CLASSES = {
     "triple": "off-topic, restart, other off-topic, restart, own answer: 0 → 0 → 100",
 }
 # families of the items without a phrase (degenerate items get one family per kind of damage)
-BASE_FAMILIES = ("plain", "looped_word", "repeated_sentence", "word_salad", "salad_after_clause")
+# ("model_answer": the model's real answers to other prompts, where natural drift, lists and
+# headers must not read as restarts)
+BASE_FAMILIES = ("plain", "looped_word", "repeated_sentence", "word_salad", "salad_after_clause",
+                 "model_answer")
 _LEADING = ("Let me try again.", "I'll try again.", "Okay, once more.", "Let me start over.")
 # the end of a sentence for `split_sentences`: . ! ? plus closing marks, or a colon/semicolon
 _CLOSED = re.compile(r"(?:[.!?][\"')\]*_]*|[:;])$")
@@ -118,13 +122,15 @@ def _opening(text: str, rng, lo: int = 1, hi: int = 3, min_words: int = 12) -> s
 
 
 def build_eval_set(answers: Sequence[dict], prompts: Sequence[str] | None = None, *,
-                   seed: int = 0, families: Sequence[str] | None = None) -> list[EvalItem]:
+                   seed: int = 0, families: Sequence[str] | None = None,
+                   model_answers: Sequence[dict] = ()) -> list[EvalItem]:
     """Items for the answers to `prompts` (all answers' prompts by default).
 
     Per answer: one item of each base family, one per negative family (inside an on-topic or
     an off-topic answer, alternately) and one per restart family (its structure cycles through
     correction, late correction, reverse, failed correction and triple). `families` keeps only
     those families. Off-topic text comes only from answers to other prompts in the same list.
+    `model_answers` ({"prompt", "response"}) each become one "model_answer" item, unchanged.
     """
     rng = np.random.default_rng(seed)
     prompts = list(prompts) if prompts is not None else list(dict.fromkeys(a["prompt"]
@@ -196,4 +202,6 @@ def build_eval_set(answers: Sequence[dict], prompts: Sequence[str] | None = None
                          (own, False)]
                 scores = [0, 0, 100]
             add(structure, family, p, parts, scores)
+    for a in model_answers:
+        add("model_answer", "model_answer", a["prompt"], [(a["response"].strip(), False)], [100])
     return items

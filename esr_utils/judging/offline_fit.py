@@ -13,7 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from esr_utils.judging.answers import ANSWERS_PATH, load_answers
+from esr_utils.judging.answers import (
+    ANSWERS_PATH,
+    MODEL_ANSWERS_PATH,
+    load_answers,
+    load_model_answers,
+)
 from esr_utils.judging.embedding import Embedder
 from esr_utils.judging.evalset import BASE_FAMILIES, EvalItem, build_eval_set
 from esr_utils.judging.offline import OfflineJudge
@@ -138,8 +143,13 @@ def cross_validate(answers: Sequence[dict], judge: OfflineJudge, *, n_folds: int
 
     prompts = list(dict.fromkeys(a["prompt"] for a in answers))
     calib, valid = split_prompts(prompts)
-    train_items = build_eval_set(answers, calib[:n_train_prompts], seed=seed)
-    test_items = build_eval_set(answers, list(eval_prompts or valid), seed=seed + 1)
+    model_answers = load_model_answers("train")
+    if n_train_prompts is not None:  # fewer training prompts: the same share of model answers
+        model_answers = model_answers[: len(model_answers) * n_train_prompts // len(calib)]
+    train_items = build_eval_set(answers, calib[:n_train_prompts], seed=seed,
+                                 model_answers=model_answers)
+    test_items = build_eval_set(answers, list(eval_prompts or valid), seed=seed + 1,
+                                model_answers=load_model_answers("val"))
     X, y, fam, owner = training_matrix(train_items, judge.embedder)
     held, verdicts, rows = [], [], []
     for f, fold in enumerate(tqdm(family_folds(n_folds, seed), desc="family folds",
@@ -173,10 +183,11 @@ def fit_all(seed: int = 0, embedder: Embedder | None = None) -> tuple[ScoreScale
     bootstrap = OfflineJudge(ScoreScale(1.0, 0.0), detector=_NoRestarts(), embedder=embedder)
     scale = fit_score_scale(bootstrap, answers, seed=seed)
     calib, _ = split_prompts(list(dict.fromkeys(a["prompt"] for a in answers)))
-    items = build_eval_set(answers, calib, seed=seed)
+    items = build_eval_set(answers, calib, seed=seed, model_answers=load_model_answers("train"))
     X, y, fam, owner = training_matrix(items, embedder)
     meta = {"n_items": len(items), "n_sentences": int(len(y)), "n_restart_sentences": int(y.sum()),
             "calibration_prompts": len(calib), "answers_sha256": _sha256(ANSWERS_PATH),
+            "model_answers_sha256": _sha256(MODEL_ANSWERS_PATH),
             "command": "python -m esr_utils.judging.offline_fit"}
     return scale, fit_detector(items, X, y, fam, owner, meta=meta, seed=seed)
 

@@ -31,7 +31,7 @@ __all__ = ["RestartDetector", "WEIGHTS_PATH", "WEIGHTS_SHA256", "FEATURE_NAMES",
 
 WEIGHTS_PATH = DATA_DIR / "offline_judge_restarts.json"
 # the shipped weights' SHA-256 (update it together with the file, see esr_utils/data/README.md)
-WEIGHTS_SHA256 = "61f52600af6ab05b09b4e459d31daed773d1d551f27af55bd0402f1def6c6ff6"
+WEIGHTS_SHA256 = "322de5719a5015d5bdbf55b07c561684c57990f6e5ba11337a8c1306f862de80"
 
 
 @dataclass(frozen=True)

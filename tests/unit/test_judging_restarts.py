@@ -29,7 +29,7 @@ def test_topic_of_turns_prompts_into_phrases():
 
 def test_labelled_set_marks_exactly_the_inserted_restart_sentences():
     items = build_eval_set(ANSWERS, seed=3)
-    assert {i.kind for i in items} == set(CLASSES)
+    assert {i.kind for i in items} == set(CLASSES) - {"model_answer"}  # only when given
     phrases = {p for ps in RESTART_FAMILIES.values() for p in ps}
     for item in items:
         sentences = [item.response[s:e] for s, e in split_sentences(item.response)]
@@ -151,3 +151,48 @@ def test_judge_module_doctests_pass():
     for module in (esr_utils.judging.embedding, esr_utils.judging.score_scale,
                    esr_utils.judging.validation):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_model_answers_come_from_prompts_outside_the_38_and_splits_are_disjoint():
+    from esr_utils.judging.answers import load_model_answers
+    from esr_utils.prompts import load_prompts
+
+    train, val = load_model_answers("train"), load_model_answers("val")
+    assert len(train) > 100 and len(val) > 20
+    assert not {a["prompt"] for a in train} & {a["prompt"] for a in val}
+    assert not ({a["prompt"] for a in train + val} & set(load_prompts("eval")))
+    with pytest.raises(ValueError, match="'train' or 'val'"):
+        load_model_answers("test")
+
+
+def test_model_answers_become_single_attempt_items_unchanged():
+    extra = [{"prompt": "Explain how to boil an egg.", "response": " Boil water. Add the egg. "}]
+    items = build_eval_set(ANSWERS, seed=3, model_answers=extra)
+    added = [i for i in items if i.family == "model_answer"]
+    assert len(added) == 1 and added[0].response == "Boil water. Add the egg."
+    assert added[0].n_attempts == 1 and not any(added[0].restart_sentences)
+
+
+@pytest.mark.parametrize("prompt,response", [
+    # unsteered answers of the embedded model (chapter 2's no-steering baseline) that an earlier
+    # detector split into two attempts although nothing in them restarts
+    ("How do you properly wash dishes by hand?",
+     "The main goal of this method is to reduce the environmental impact while maintaining "
+     "convenience. Here's how it can be done:\n\n1. Most appliances have built-in cleaning "
+     "products that can clean and polish your kitchen surfaces. You can also use them as an "
+     "alternative to using soap or water. \n\n2. **Discolon Detoxion**: Add some vinegar to a "
+     "bowl of lukewarm water before washing. This will help remove stains from your food."),
+    ("Explain how to organize your email inbox.",
+     "Spreading all the information you need can be overwhelming and indecisive. Here's a "
+     "step-by-step guide on organizing your email inbox:\n\n1. **Start with the basics**: When "
+     "it comes to managing emails, most of them are made up of headers (including email "
+     "addresses) which should always remain in your inbox."),
+    ("How do you give an effective presentation?",
+     "The art of giving a successful presentation. The key lies in crafting the right message "
+     "and setting the tone for future collaborations. First and foremost, it's about "
+     "understanding your audience. Knowing what you're going to talk about helps keep your "
+     "ideas fresh and relevant. Second, practice makes Many people believe that presenting "
+     "alone without someone with them doesn't matter"),
+])
+def test_natural_drift_in_the_models_own_answers_is_not_a_restart(judge, prompt, response):
+    assert len(judge.judge(JudgeInput(prompt, response)).attempts) == 1
