@@ -174,8 +174,8 @@ def test_model_answers_become_single_attempt_items_unchanged():
 
 
 @pytest.mark.parametrize("prompt,response", [
-    # unsteered answers of the embedded model (chapter 2's no-steering baseline) that an earlier
-    # detector split into two attempts although nothing in them restarts
+    # adapted from unsteered answers of the embedded model (chapter 2's no-steering baseline)
+    # that the previous detector split into two attempts although nothing in them restarts
     ("How do you properly wash dishes by hand?",
      "The main goal of this method is to reduce the environmental impact while maintaining "
      "convenience. Here's how it can be done:\n\n1. Most appliances have built-in cleaning "
