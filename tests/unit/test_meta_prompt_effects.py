@@ -97,3 +97,24 @@ def test_most_effective_and_table():
     assert [r["condition"] for r in rows] == ["baseline", "stay_on_topic", "self_monitor"]
     assert rows[0]["multi-attempt"].startswith("0.0%")
     assert rows[0]["conditional mean score improvement"] == "–"
+
+
+def test_figures_draw_rates_as_percent_and_survive_empty_arms():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from esr_utils.figures import meta_prompt_across_models, meta_prompt_variants
+
+    results = {"a": {"baseline": trials([SINGLE] * 10),
+                     "self_monitor": trials([IMPROVED] * 5 + [SINGLE] * 5)},
+               "b": {"baseline": trials([SINGLE] * 4), "self_monitor": trials([SINGLE] * 4)}}
+    fig = meta_prompt_across_models(results)
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[1].patches)
+    assert heights == [0.0, 0.0, 0.0, 50.0]  # multi-attempt %: a's variant is 5 of 10
+    fig = meta_prompt_variants(results)
+    assert len(fig.axes) == 8
+    plt.close("all")
+    with pytest.raises(ValueError, match="no model has the variant"):
+        meta_prompt_across_models({"a": {"baseline": trials([SINGLE])}})
