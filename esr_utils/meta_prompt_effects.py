@@ -142,7 +142,9 @@ def _fmt(x) -> str:
     if isinstance(x, Rate):
         return str(x) if x.n else "– (0 trials)"
     if isinstance(x, Mean):
-        return "–" if x.n == 0 else f"{x.mean:.1f} [{x.ci[0]:.1f}, {x.ci[1]:.1f}] (n={x.n})"
+        if x.n < 2:
+            return "–" if x.n == 0 else f"{x.mean:.1f} (n=1, no interval)"
+        return f"{x.mean:.1f} [{x.ci[0]:.1f}, {x.ci[1]:.1f}] (n={x.n})"
     return str(x)
 
 
