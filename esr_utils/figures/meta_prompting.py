@@ -66,8 +66,9 @@ def meta_prompt_across_models(results: Mapping[str, Mapping[str, Sequence[Mappin
                 ax.annotate(f"{r.k}/{r.n}", (x[i] + 0.2, 0), fontsize=7, ha="center",
                             xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(x, models, rotation=20, ha="right", fontsize=8)
+        # rates on a percent axis of at least 0–5%, so an all-zero panel reads as zero
         ax.set(title=title, ylabel=ylabel, ylim=(0, 100) if key == "mean_first_score"
-               else (0, None))
+               else (0, max(5.0, ax.get_ylim()[1])))
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Meta-prompting: baseline vs {variant!r} (our measurement; the paper's Fig. 4 "
                  "layout)", y=1.03)
@@ -100,6 +101,8 @@ def meta_prompt_variants(results: Mapping[str, Mapping[str, Sequence[Mapping]]])
             ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
             ax.set(title=f"{model}: {title}" if key == "mean_first_score" else title,
                    ylabel=ylabel)
+            if key in ("multi_attempt_rate", "esr_rate"):
+                ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
     fig.suptitle("Meta-prompt variants against the baseline (our measurement; the paper's "
                  "Figs 14–18 layout)", y=1.0)
     fig.tight_layout()
