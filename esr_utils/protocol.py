@@ -25,6 +25,7 @@ from esr_utils.latent_selection import (
     sample_candidates,
     select_latents,
 )
+from esr_utils.meta_prompts import assemble
 from esr_utils.metrics import trial_metrics
 from esr_utils.models import LoadedModel
 from esr_utils.prompts import conversation_text
@@ -245,8 +246,9 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
     Args:
         model: the model to generate with (the run's own, or e.g. a fine-tuned organism).
         ablate: latents zero-ablated in every trial (on top of the steering).
-        meta_prompt: appended to each user prompt as "{prompt} {meta_prompt}";
-            "[latent label]" in it is replaced by the steered latent's label.
+        meta_prompt: appended to each user prompt as "{prompt} {meta_prompt}"
+            (`meta_prompts.assemble`); "[latent label]" in it is replaced by the steered
+            latent's label. The judge grades the prompt so assembled.
         new_seeds: a salt for fresh sampling seeds (None keeps the stored seeds).
         assistant_prefix: text the answer is forced to start with (needs a `Trial` that has an
             `assistant_prefix` field).
@@ -267,9 +269,7 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
     trials, labels = [], []
     for r in stored:
         label = r.get("label", "")
-        prompt = r["prompt"]
-        if meta_prompt:
-            prompt = f"{prompt} {meta_prompt.replace('[latent label]', label)}"
+        prompt = assemble(r["prompt"], meta_prompt, label)
         steering = Steering(r["latent_id"], r["boost"] * boost_scale,
                             ablate=tuple(r["ablate"]) + tuple(ablate))
         seed = r["seed"] if new_seeds is None else trial_seed(new_seeds, "replay", r["seed"])

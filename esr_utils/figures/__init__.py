@@ -13,8 +13,9 @@ from esr_utils.figures.esr import (
     first_scores_no_steering,
 )
 from esr_utils.figures.fine_tuning import fine_tuning_rates
+from esr_utils.figures.meta_prompting import meta_prompt_across_models, meta_prompt_variants
 from esr_utils.figures.setup import concept_vs_boost, residual_norms_by_layer
 
 __all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
            "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
-           "fine_tuning_rates"]
+           "fine_tuning_rates", "meta_prompt_across_models", "meta_prompt_variants"]
