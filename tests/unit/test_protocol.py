@@ -169,3 +169,23 @@ def test_given_latents_skip_selection_and_are_calibrated_as_given(stored_run, ti
     assert set(other.thresholds) == set(given)
     assert [r["latent_id"] for r in other.records["steered"]][::2] == given
     assert "sweep" not in other.records
+
+
+def test_a_replay_with_per_trial_prefixes_keeps_the_latent_and_forces_each_opening(
+        stored_run, tiny_model, silent_sae, tmp_path):
+    """The prefill control: each stored response's own opening, continued at boost 0."""
+    run, _ = stored_run
+    stored = run.records["steered"]
+    prefixes = [r["response"][:8] or "Well" for r in stored]
+    judge = CountingJudge()
+    again = replay(run, model=tiny_model, sae=silent_sae, judge=judge, boost_scale=0.0,
+                   directory=tmp_path / "prefill", assistant_prefix=prefixes, progress=False)
+    for old, new, prefix in zip(stored, again, prefixes):
+        assert (new["latent_id"], new["boost"], new["seed"]) == (old["latent_id"], 0.0,
+                                                                 old["seed"])
+        assert new["assistant_prefix"] == prefix
+        assert new["response"] == prefix + new["continuation"]
+    assert [i.response for i in judge.seen] == [r["response"] for r in again]
+    with pytest.raises(ValueError, match="1 assistant prefixes for the 4 stored 'steered'"):
+        replay(run, model=tiny_model, sae=silent_sae, judge=judge, directory=tmp_path / "x",
+               assistant_prefix=["A"], progress=False)
