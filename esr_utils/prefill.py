@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from esr_utils.esr_run import EsrRun
 from esr_utils.generation import Sampling
 from esr_utils.metrics import summarize, wilson_interval
 from esr_utils.protocol import replay
+from esr_utils.threshold_search import trial_seed
 
-__all__ = ["cut_prefix", "restart_position", "PrefillEpisodes", "prefill_episodes",
-           "prefill_condition", "rate_rows", "METRICS"]
+__all__ = ["cut_prefix", "restart_position", "PrefillEpisodes", "sample_episodes",
+           "prefill_episodes", "prefill_condition", "rate_rows", "METRICS"]
 
 # (summary key, what it measures) as reported per cut point
 METRICS = (("multi_attempt_rate", "self-correction"),
@@ -81,6 +84,18 @@ class PrefillEpisodes:
     @property
     def n(self) -> int:
         return len(self.records)
+
+
+def sample_episodes(records: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """`n` of `records` drawn without replacement by `seed`, kept in stored order (all when
+    there are no more than `n`): a budget's subset that does not favour the first latents."""
+    if n < 1:
+        raise ValueError(f"N_EPISODES must be ≥ 1, got {n}")
+    if len(records) <= n:
+        return list(records)
+    chosen = np.random.default_rng(trial_seed(seed, "prefill-episodes")).choice(
+        len(records), size=n, replace=False)
+    return [records[i] for i in sorted(chosen)]
 
 
 def prefill_episodes(records: Sequence[dict], n_chars: int) -> PrefillEpisodes:

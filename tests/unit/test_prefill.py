@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from esr_utils.metrics import wilson_interval
-from esr_utils.prefill import cut_prefix, prefill_episodes, rate_rows, restart_position
+from esr_utils.prefill import (
+    cut_prefix,
+    prefill_episodes,
+    rate_rows,
+    restart_position,
+    sample_episodes,
+)
 
 
 def _record(response, attempts):
@@ -55,3 +61,13 @@ def test_rate_rows_count_exactly_with_wilson_intervals():
     assert (rows["ESR"]["k"], rows["ESR"]["n"]) == (1, 4)
     assert (rows["ESR"]["lo"], rows["ESR"]["hi"]) == wilson_interval(1, 4)
     assert rows["ESR"]["model"] == "m" and rows["ESR"]["cut"] == 100
+
+
+def test_sampled_episodes_are_a_seeded_subset_in_stored_order():
+    records = [{"i": i} for i in range(20)]
+    a, b = sample_episodes(records, 6, seed=1), sample_episodes(records, 6, seed=1)
+    assert a == b and len(a) == 6 and [r["i"] for r in a] == sorted(r["i"] for r in a)
+    assert a != sample_episodes(records, 6, seed=2)
+    assert sample_episodes(records, 50, seed=1) == records
+    with pytest.raises(ValueError, match="N_EPISODES must be ≥ 1"):
+        sample_episodes(records, 0, seed=1)

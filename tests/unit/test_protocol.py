@@ -189,3 +189,21 @@ def test_a_replay_with_per_trial_prefixes_keeps_the_latent_and_forces_each_openi
     with pytest.raises(ValueError, match="1 assistant prefixes for the 4 stored 'steered'"):
         replay(run, model=tiny_model, sae=silent_sae, judge=judge, directory=tmp_path / "x",
                assistant_prefix=["A"], progress=False)
+
+
+def test_prefill_conditions_differ_only_in_the_boost(stored_run, tiny_model, silent_sae,
+                                                     tmp_path):
+    from esr_utils.prefill import prefill_condition, prefill_episodes
+
+    run, _ = stored_run
+    episodes = prefill_episodes(run.records["steered"], 3)
+    kwargs = dict(model=tiny_model, sae=silent_sae, judge=CountingJudge(), max_new_tokens=4,
+                  progress=False)
+    off = prefill_condition(run, episodes, steered=False, directory=tmp_path / "off", **kwargs)
+    on = prefill_condition(run, episodes, steered=True, directory=tmp_path / "on", **kwargs)
+    assert len(off) == len(on) == episodes.n > 0
+    for old, a, b, prefix in zip(episodes.records, off, on, episodes.prefixes):
+        assert (a["boost"], b["boost"]) == (0.0, old["boost"])
+        assert a["latent_id"] == b["latent_id"] == old["latent_id"]
+        assert a["assistant_prefix"] == b["assistant_prefix"] == prefix
+        assert (a["seed"], a["prompt"], a["max_new_tokens"]) == (b["seed"], b["prompt"], 4)
