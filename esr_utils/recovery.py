@@ -18,7 +18,8 @@ import numpy as np
 
 from esr_utils.judging.segmenting import split_sentences
 
-__all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "KINDS"]
+__all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "KINDS", "tau_from_answers",
+           "constructed_cases"]
 
 KINDS = ("explicit recovery", "implicit recovery", "no recovery", "on topic from the start",
          "too short")
@@ -85,3 +86,49 @@ def recovery_kind(path: Trajectory, tau: float, n_attempts: int, min_sentences: 
     if path.end < tau:
         return "no recovery"
     return "explicit recovery" if n_attempts > 1 else "implicit recovery"
+
+
+def _sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in split_sentences(text)]
+
+
+def _other(records: Sequence[dict], i: int) -> dict:
+    """The next record with a different prompt (answers to another question)."""
+    for step in range(1, len(records)):
+        other = records[(i + step) % len(records)]
+        if other["prompt"] != records[i]["prompt"]:
+            return other
+    raise ValueError("constructed cases need answers to at least two different prompts")
+
+
+def tau_from_answers(records: Sequence[dict], embed) -> float:
+    """`choose_tau` on unsteered answers: their sentences against their own prompt (on topic)
+    and against another record's prompt (off topic)."""
+    on, off = [], []
+    for i, r in enumerate(records):
+        sentences = _sentences(r["response"])
+        if not sentences:
+            continue
+        vectors = embed([r["prompt"], _other(records, i)["prompt"], *sentences])
+        on += list(vectors[2:] @ vectors[0])
+        off += list(vectors[2:] @ vectors[1])
+    return choose_tau(on, off)
+
+
+def constructed_cases(records: Sequence[dict], n_sentences: int = 3) -> list[dict]:
+    """Answers with a known shape, built from unsteered answers: for each record's prompt,
+    `n_sentences` sentences of another prompt's answer (off) and of its own answer (on), joined
+    as off→on (an implicit recovery), on→on (on topic from the start) and off→off (none)."""
+    cases = []
+    for i, r in enumerate(records):
+        own = _sentences(r["response"])[:n_sentences]
+        other = _sentences(_other(records, i)["response"])
+        if len(own) < n_sentences or len(other) < 2 * n_sentences:
+            continue
+        off, off2 = other[:n_sentences], other[n_sentences:2 * n_sentences]
+        for shape, parts, kind in (("off→on", off + own, "implicit recovery"),
+                                   ("on→on", own + own[::-1], "on topic from the start"),
+                                   ("off→off", off + off2, "no recovery")):
+            cases.append({"prompt": r["prompt"], "response": " ".join(parts), "shape": shape,
+                          "expected": kind})
+    return cases
