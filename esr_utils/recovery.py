@@ -115,7 +115,7 @@ def tau_from_answers(records: Sequence[dict], embed) -> float:
     return choose_tau(on, off)
 
 
-def constructed_cases(records: Sequence[dict], n_sentences: int = 3) -> list[dict]:
+def constructed_cases(records: Sequence[dict], n_sentences: int = 2) -> list[dict]:
     """Answers with a known shape, built from unsteered answers: for each record's prompt,
     `n_sentences` sentences of another prompt's answer (off) and of its own answer (on), joined
     as off→on (an implicit recovery), on→on (on topic from the start) and off→off (none)."""
