@@ -43,3 +43,20 @@ def test_tau_separates_and_needs_both_kinds():
     assert choose_tau([0.5, 0.6], [0.1, 0.2]) == pytest.approx(0.35)
     with pytest.raises(ValueError, match="on-topic and off-topic"):
         choose_tau([0.5], [])
+
+
+def test_constructed_cases_have_the_shape_they_claim_and_tau_separates_them():
+    from esr_utils.recovery import constructed_cases, tau_from_answers
+
+    records = [{"prompt": PROMPT, "response": "Mix the flour. Knead the flour. Bake the loaf."},
+               {"prompt": "How do volcanoes erupt?",
+                "response": "Magma rises. Pressure builds. Lava flows out. Ash falls down."}]
+    assert tau_from_answers(records, fake_embed) == pytest.approx(0.5)
+    cases = constructed_cases(records)
+    assert [c["shape"] for c in cases] == ["off→on", "on→on", "off→off"]  # volcano: too short
+    assert cases[0]["response"] == "Magma rises. Pressure builds. Mix the flour. Knead the flour."
+    for case in cases:
+        path = trajectory(case["prompt"], case["response"], fake_embed)
+        assert recovery_kind(path, 0.5, 1) == case["expected"]
+    with pytest.raises(ValueError, match="at least two different prompts"):
+        constructed_cases(records[:1])
