@@ -1,8 +1,13 @@
-"""Batched, seeded generation of many trials, each row with its own steering and its own sampler."""
+"""Batched, seeded generation of many trials, each row with its own steering and its own sampler.
+
+A trial may force the start of the answer (`Trial.assistant_prefix`): the prefix's tokens are
+placed right after the chat template's assistant header and teacher-forced, and the model
+continues from them. Its record keeps the prefix and the continuation apart and gives the judge
+both as `response` (prefix + continuation).
+"""
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -10,67 +15,41 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from esr_utils.config import check_compute
-from esr_utils.models import LoadedModel, ModelSpec
+from esr_utils.models import LoadedModel
 from esr_utils.prompts import chat_text
 from esr_utils.provenance import describe_changes, digest, trial_provenance
 from esr_utils.saes import SaeSlice, slice_sae
+from esr_utils.sampling import Sampling, SeededSampler
 from esr_utils.steering import Steering, plan_interventions
 
 __all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_chats",
-           "tokenize_texts"]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings; the defaults come from the model spec.
-
-    The paper states only the repetition penalty; temperature 0.6 and the 512-token limit
-    (256 during calibration) are those of the authors' released code.
-    """
-
-    temperature: float = 0.6
-    repetition_penalty: float = 1.1
-    max_new_tokens: int = 512
-
-    def __post_init__(self):
-        for name in ("temperature", "repetition_penalty"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"Sampling.{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"Sampling.{name} must be finite, got {value!r}")
-        if self.temperature < 0:
-            raise ValueError(f"Sampling.temperature must be ≥ 0 (0 is greedy), got "
-                             f"{self.temperature}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"Sampling.repetition_penalty must be > 0 (1 is none), got "
-                             f"{self.repetition_penalty}")
-        tokens = self.max_new_tokens
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-            raise ValueError(f"Sampling.max_new_tokens must be an int ≥ 1, got {tokens!r}")
-
-    @classmethod
-    def for_model(cls, spec: ModelSpec, *, calibration: bool = False, **overrides) -> Sampling:
-        tokens = spec.calibration_max_new_tokens if calibration else spec.max_new_tokens
-        base = dict(temperature=spec.temperature, repetition_penalty=spec.repetition_penalty,
-                    max_new_tokens=tokens)
-        return cls(**{**base, **overrides})
+           "tokenize_texts", "tokenize_turns"]
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One generation: a user prompt, what is done to the residual stream, and its own seed."""
+    """One generation: a user prompt, what is done to the residual stream, and its own seed.
+
+    `assistant_prefix` is text the answer is forced to start with ("" or None: none); the
+    steering applies to it as to every other token.
+    """
 
     prompt: str
     steering: Steering = field(default_factory=Steering)
     seed: int = 0
+    assistant_prefix: str = ""
 
     def __post_init__(self):
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError(f"a trial needs a non-empty prompt, got {self.prompt!r}")
+        if self.assistant_prefix is None:
+            object.__setattr__(self, "assistant_prefix", "")
+        if not isinstance(self.assistant_prefix, str):
+            raise ValueError(f"assistant_prefix must be text (or None), got "
+                             f"{type(self.assistant_prefix).__name__}")
 
     @property
     def uses_sae(self) -> bool:
@@ -80,6 +59,8 @@ class Trial:
         """Id of what the trial asks for (its inputs), whatever code or SAE carries it out."""
         payload = dict(model=model, layer=layer, sampling=asdict(sampling), prompt=self.prompt,
                        steering=asdict(self.steering), seed=self.seed)
+        if self.assistant_prefix:  # absent when empty, so prefix-less ids stay as they were
+            payload["assistant_prefix"] = self.assistant_prefix
         return digest(payload)[:16]
 
     def trial_id(self, model: str, layer: int, sampling: Sampling,
@@ -90,42 +71,6 @@ class Trial:
         if provenance is None:
             return content
         return digest([content, provenance])[:16]
-
-
-class SeededSampler(LogitsProcessor):
-    """Samples each row with its own generator, so a trial's tokens depend only on its own seed.
-
-    It runs after transformers' repetition penalty; it draws exactly one uniform number per row
-    per step (inverse-CDF sampling), whatever the batch, and returns logits that are 0 at the
-    chosen token and -inf elsewhere, so greedy decoding then picks that token.
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float):
-        self.seeds = [int(s) for s in seeds]
-        self.temperature = float(temperature)
-        self._generators: list[torch.Generator] | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self._generators is None:
-            self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
-        if scores.shape[0] != len(self._generators):
-            raise RuntimeError(f"sampler has {len(self._generators)} seeds for "
-                               f"{scores.shape[0]} rows")
-        draws = torch.stack([torch.rand((), generator=g, dtype=torch.float64)
-                             for g in self._generators])
-        if self.temperature == 0.0:
-            choice = scores.argmax(dim=-1).cpu()
-        else:
-            # inverse CDF in float64, without normalising: scale the draw by the total instead
-            # (one pass fewer over the vocabulary than softmax-then-divide, same choice)
-            logits = scores.detach().to("cpu", torch.float64)
-            logits = (logits - logits.max(dim=-1, keepdim=True).values) / self.temperature
-            cdf = logits.exp_().cumsum_(dim=-1)
-            choice = torch.searchsorted(cdf, draws[:, None] * cdf[:, -1:]).squeeze(1)
-            choice = choice.clamp(max=scores.shape[1] - 1)
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0]), choice.to(scores.device)] = 0.0
-        return out
 
 
 def tokenize_chats(tokenizer, prompts: Sequence[str]) -> dict:
@@ -142,8 +87,36 @@ def tokenize_texts(tokenizer, texts: Sequence[str]) -> dict:
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
+def tokenize_turns(tokenizer, prompts: Sequence[str], prefixes: Sequence[str]) -> dict:
+    """Chat-format user prompts, each followed by its assistant prefix, as one left-padded batch.
+
+    The prefix is tokenized on its own and appended to the chat tokens, so its tokens are
+    exactly `tokenizer(prefix)` and never merge with the template's assistant header. With no
+    prefix at all this is `tokenize_chats`.
+    """
+    if len(prompts) != len(prefixes):
+        raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
+    if not any(prefixes):
+        return tokenize_chats(tokenizer, prompts)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = []
+    for prompt, prefix in zip(prompts, prefixes):
+        chat = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        extra = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        rows.append(list(chat) + list(extra))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def _run_batch(model: LoadedModel, trials: Sequence[Trial], plan, layer: int, sampling: Sampling):
-    batch = tokenize_chats(model.tokenizer, [t.prompt for t in trials])
+    batch = tokenize_turns(model.tokenizer, [t.prompt for t in trials],
+                           [t.assistant_prefix for t in trials])
     sampler = SeededSampler([t.seed for t in trials], sampling.temperature)
     plan = plan.to(device=None if model.remote else model.device)
     block = model.layer(layer)
@@ -225,7 +198,7 @@ def generate_trials(
                                                len(trials)))
     extra = {i: {"content_id": c, "provenance": p} for i, c, p in zip(ids, contents, provenances)}
     # batching similar lengths together wastes less padding; results do not depend on order
-    todo.sort(key=lambda it: len(it[1].prompt))
+    todo.sort(key=lambda it: len(it[1].prompt) + len(it[1].assistant_prefix))
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc="generating",
                unit="trial", disable=not progress)
     for start in range(0, len(todo), batch_size):
@@ -285,6 +258,13 @@ def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tenso
     hit_eos = eos in token_list
     if hit_eos:
         token_list = token_list[: token_list.index(eos)]
+    text = tok.decode(token_list, skip_special_tokens=True)
+    # with a forced prefix, `response` is what the judge grades (prefix + continuation) and the
+    # continuation is kept apart; `n_new_tokens` counts generated tokens only
+    forced = {"assistant_prefix": trial.assistant_prefix,
+              "n_prefix_tokens": len(tok(trial.assistant_prefix,
+                                         add_special_tokens=False)["input_ids"]),
+              "continuation": text} if trial.assistant_prefix else {}
     return {
         "trial_id": trial_id,
         "model": model.spec.name,
@@ -295,7 +275,8 @@ def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tenso
         "ablate": list(trial.steering.ablate),
         "seed": trial.seed,
         **asdict(sampling),
-        "response": tok.decode(token_list, skip_special_tokens=True),
+        "response": trial.assistant_prefix + text,
         "n_new_tokens": len(token_list),
         "hit_eos": hit_eos,
+        **forced,
     }

@@ -9,7 +9,6 @@ with one thing changed (an ablation set, a meta-prompt, another model, fresh see
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -238,7 +237,8 @@ def run_protocol(model, sae, judge, prompts, settings: ProtocolSettings, directo
 
 def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path,
            condition: str = "steered", ablate: Sequence[int] = (), meta_prompt: str | None = None,
-           new_seeds: int | None = None, assistant_prefix: str | None = None,
+           new_seeds: int | None = None,
+           assistant_prefix: str | Sequence[str] | None = None,
            boost_scale: float = 1.0, sampling: Sampling | None = None, compute: str = "allow",
            progress: bool = True) -> list[dict]:
     """The stored `condition`'s trials again, changed only as asked, judged, in stored order.
@@ -250,33 +250,33 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
             (`meta_prompts.assemble`); "[latent label]" in it is replaced by the steered
             latent's label. The judge grades the prompt so assembled.
         new_seeds: a salt for fresh sampling seeds (None keeps the stored seeds).
-        assistant_prefix: text the answer is forced to start with (needs a `Trial` that has an
-            `assistant_prefix` field).
+        assistant_prefix: text each answer is forced to start with, one for all trials or one
+            per stored trial (e.g. each steered response's own opening); None or "": none.
         boost_scale: multiplies every stored boost.
         sampling: defaults to the stored records' own sampling settings.
     """
     stored = run.records.get(condition)
     if not stored:
         raise KeyError(f"the run has no {condition!r} records; it has {sorted(run.records)}")
-    if assistant_prefix is not None and "assistant_prefix" not in {f.name for f in
-                                                                   fields(Trial)}:
-        raise NotImplementedError("this version of esr_utils.generation.Trial has no "
-                                  "assistant_prefix field: generation must support it first")
+    if assistant_prefix is None or isinstance(assistant_prefix, str):
+        prefixes = [assistant_prefix or ""] * len(stored)
+    else:
+        prefixes = list(assistant_prefix)
+        if len(prefixes) != len(stored):
+            raise ValueError(f"{len(prefixes)} assistant prefixes for the {len(stored)} stored "
+                             f"{condition!r} trials: give one per trial, or one for all")
     first = stored[0]
     sampling = sampling or Sampling(temperature=first["temperature"],
                                     repetition_penalty=first["repetition_penalty"],
                                     max_new_tokens=first["max_new_tokens"])
     trials, labels = [], []
-    for r in stored:
+    for r, prefix in zip(stored, prefixes):
         label = r.get("label", "")
         prompt = assemble(r["prompt"], meta_prompt, label)
         steering = Steering(r["latent_id"], r["boost"] * boost_scale,
                             ablate=tuple(r["ablate"]) + tuple(ablate))
         seed = r["seed"] if new_seeds is None else trial_seed(new_seeds, "replay", r["seed"])
-        trial = Trial(prompt, steering, seed=seed)
-        if assistant_prefix is not None:
-            trial = replace(trial, assistant_prefix=assistant_prefix)
-        trials.append(trial)
+        trials.append(Trial(prompt, steering, seed=seed, assistant_prefix=prefix))
         labels.append(label)
     return judged_trials(model, trials, labels, judge=judge, directory=directory, sae=sae,
                          sampling=sampling, batch_size=run.settings.batch_size, compute=compute,

@@ -189,3 +189,41 @@ def test_later_chapters_find_chapter_2s_run_by_profile_and_model(stored_run, tmp
     with pytest.raises(FileNotFoundError, match="'cpu' profile"):
         esr_run.chapter_run("cpu", "tiny")
 
+
+
+def test_a_replay_with_per_trial_prefixes_keeps_the_latent_and_forces_each_opening(
+        stored_run, tiny_model, silent_sae, tmp_path):
+    """The prefill control: each stored response's own opening, continued at boost 0."""
+    run, _ = stored_run
+    stored = run.records["steered"]
+    prefixes = [r["response"][:8] or "Well" for r in stored]
+    judge = CountingJudge()
+    again = replay(run, model=tiny_model, sae=silent_sae, judge=judge, boost_scale=0.0,
+                   directory=tmp_path / "prefill", assistant_prefix=prefixes, progress=False)
+    for old, new, prefix in zip(stored, again, prefixes):
+        assert (new["latent_id"], new["boost"], new["seed"]) == (old["latent_id"], 0.0,
+                                                                 old["seed"])
+        assert new["assistant_prefix"] == prefix
+        assert new["response"] == prefix + new["continuation"]
+    assert [i.response for i in judge.seen] == [r["response"] for r in again]
+    with pytest.raises(ValueError, match="1 assistant prefixes for the 4 stored 'steered'"):
+        replay(run, model=tiny_model, sae=silent_sae, judge=judge, directory=tmp_path / "x",
+               assistant_prefix=["A"], progress=False)
+
+
+def test_prefill_conditions_differ_only_in_the_boost(stored_run, tiny_model, silent_sae,
+                                                     tmp_path):
+    from esr_utils.prefill import prefill_condition, prefill_episodes
+
+    run, _ = stored_run
+    episodes = prefill_episodes(run.records["steered"], 3)
+    kwargs = dict(model=tiny_model, sae=silent_sae, judge=CountingJudge(), max_new_tokens=4,
+                  progress=False)
+    off = prefill_condition(run, episodes, steered=False, directory=tmp_path / "off", **kwargs)
+    on = prefill_condition(run, episodes, steered=True, directory=tmp_path / "on", **kwargs)
+    assert len(off) == len(on) == episodes.n > 0
+    for old, a, b, prefix in zip(episodes.records, off, on, episodes.prefixes):
+        assert (a["boost"], b["boost"]) == (0.0, old["boost"])
+        assert a["latent_id"] == b["latent_id"] == old["latent_id"]
+        assert a["assistant_prefix"] == b["assistant_prefix"] == prefix
+        assert (a["seed"], a["prompt"], a["max_new_tokens"]) == (b["seed"], b["prompt"], 4)

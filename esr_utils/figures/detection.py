@@ -1,0 +1,49 @@
+"""Chapter 3: the prefill control's rates per cut point, steering off vs on, with the paper's
+70B numbers as a labelled reference panel."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+__all__ = ["prefill_rates", "PAPER_PREFILL_70B"]
+
+# the authors' published prefill control on Llama-3.3-70B-Instruct (200 episodes): cut in
+# characters -> % self-corrected and improved with steering off; the steered model on the same
+# episodes was at 2-3%
+PAPER_PREFILL_70B = {500: 7.0, 1100: 13.5, 1500: 11.3, 2000: 11.9}
+PAPER_STEERED_70B = (2.0, 3.0)
+
+
+def prefill_rates(rows: pd.DataFrame, metrics=("self-correction", "improved | corrected", "ESR")):
+    """One panel per metric: rate (%) against the cut (characters), a line per model and
+    condition, Wilson 95% intervals; a last panel with the paper's 70B reference.
+
+    `rows` has columns model, condition, cut, metric, rate, lo, hi (from `prefill.rate_rows`).
+    """
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.2 * (len(metrics) + 1), 3.8))
+    styles = {"unsteered continuation": "-", "steered continuation": "--",
+              "stored steered answer": ":"}
+    groups = list(rows.groupby(["model", "condition"], sort=False))
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(rows["model"]))}
+    for ax, metric in zip(axes, metrics):
+        for (model, condition), frame in groups:
+            f = frame[frame.metric == metric].sort_values("cut")
+            if f.empty:
+                continue
+            ax.errorbar(f.cut, 100 * f.rate, yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
+                        ls=styles.get(condition, "-"), marker="o", capsize=3,
+                        color=colours[model], label=f"{model}, {condition}")
+        ax.set(xlabel="prefix length (characters)", ylabel=f"{metric} (%)", title=metric,
+               ylim=(0, 100))
+    axes[0].legend(fontsize=7, loc="upper left")
+    ref = axes[-1]
+    cuts = list(PAPER_PREFILL_70B)
+    ref.bar([str(c) for c in cuts], list(PAPER_PREFILL_70B.values()), color="grey",
+            label="unsteered continuation")
+    ref.axhspan(*PAPER_STEERED_70B, color="C3", alpha=0.3, label="steered, same episodes")
+    ref.set(xlabel="prefix length (characters)", ylabel="self-corrected and improved (%)",
+            title="paper, Llama-3.3-70B (reference)", ylim=(0, 20))
+    ref.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,73 @@
+"""The prefill control's bookkeeping: cuts, where a restart sits, which episodes count, rates."""
+
+from __future__ import annotations
+
+import pytest
+
+from esr_utils.metrics import wilson_interval
+from esr_utils.prefill import (
+    cut_prefix,
+    prefill_episodes,
+    rate_rows,
+    restart_position,
+    sample_episodes,
+)
+
+
+def _record(response, attempts):
+    return {"response": response, "attempts": [{"text": t, "score": s} for t, s in attempts]}
+
+
+def test_cut_falls_before_a_space_and_keeps_the_words_whole():
+    text = "Bread needs flour, water and yeast. Knead it well."
+    assert cut_prefix(text, 20) == "Bread needs flour,"
+    assert text.startswith(cut_prefix(text, 20)) and text[len("Bread needs flour,")] == " "
+    assert cut_prefix("abcdefghijklmnop", 10) == "abcdefghij"  # no space: cut exactly
+    assert cut_prefix(text, len(text)) is None and cut_prefix(text, len(text) - 1) is not None
+    with pytest.raises(ValueError, match="at least 1 character"):
+        cut_prefix(text, 0)
+
+
+def test_restart_position_is_where_the_first_attempt_ends():
+    response = "Cats purr loudly. Wait, that is off topic. To bake bread, mix flour."
+    rec = _record(response, [("Cats purr loudly.", 5), ("To bake bread, mix flour.", 80)])
+    assert restart_position(rec) == len("Cats purr loudly.")
+    assert restart_position(_record(response, [(response, 40)])) is None
+    assert restart_position(_record(response, [("Felines", 5), ("To bake", 9)])) == -1
+
+
+def test_episodes_drop_short_answers_and_restarts_inside_the_prefix():
+    late = _record("Cats purr loudly and sleep a lot. Wait, no. Bread needs flour.",
+                   [("Cats purr loudly and sleep a lot.", 5), ("Bread needs flour.", 80)])
+    early = _record("Cats. Wait, no. Bread needs flour, water and yeast, then heat.",
+                    [("Cats.", 5), ("Bread needs flour, water and yeast, then heat.", 80)])
+    plain = _record("Cats purr loudly and sleep most of the day long.", [("Cats purr", 10)])
+    short = _record("Cats.", [("Cats.", 3)])
+    unplaced = _record("Cats purr loudly. Bread needs flour and water.",
+                       [("Felines purr", 5), ("Bread needs flour and water.", 70)])
+    episodes = prefill_episodes([late, early, plain, short, unplaced], 20)
+    assert episodes.records == [late, plain]
+    # "early" restarted inside its prefix "Cats. Wait, no.": its correction is not new
+    assert episodes.prefixes == ["Cats purr loudly and", "Cats purr loudly and"]
+    assert (episodes.too_short, episodes.restarted_in_prefix, episodes.unplaced) == (1, 1, 1)
+
+
+def test_rate_rows_count_exactly_with_wilson_intervals():
+    records = [_record("a", [("a", 10), ("b", 80)]), _record("a", [("a", 50), ("b", 20)]),
+               _record("a", [("a", 30)]), _record("a", [("a", 30)])]
+    rows = {r["metric"]: r for r in rate_rows(records, model="m", cut=100)}
+    assert (rows["self-correction"]["k"], rows["self-correction"]["n"]) == (2, 4)
+    assert (rows["improved | corrected"]["k"], rows["improved | corrected"]["n"]) == (1, 2)
+    assert (rows["ESR"]["k"], rows["ESR"]["n"]) == (1, 4)
+    assert (rows["ESR"]["lo"], rows["ESR"]["hi"]) == wilson_interval(1, 4)
+    assert rows["ESR"]["model"] == "m" and rows["ESR"]["cut"] == 100
+
+
+def test_sampled_episodes_are_a_seeded_subset_in_stored_order():
+    records = [{"i": i} for i in range(20)]
+    a, b = sample_episodes(records, 6, seed=1), sample_episodes(records, 6, seed=1)
+    assert a == b and len(a) == 6 and [r["i"] for r in a] == sorted(r["i"] for r in a)
+    assert a != sample_episodes(records, 6, seed=2)
+    assert sample_episodes(records, 50, seed=1) == records
+    with pytest.raises(ValueError, match="N_EPISODES must be ≥ 1"):
+        sample_episodes(records, 0, seed=1)
