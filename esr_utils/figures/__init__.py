@@ -5,6 +5,7 @@ Chapters call these and save the result with `plotting.save_figure`; the data co
 One module per chapter's figures; this package re-exports them all.
 """
 
+from esr_utils.figures.detectors import ablation_rates, detector_effect_sizes, random_control
 from esr_utils.figures.esr import (
     boost_sweep,
     calibration_check,
@@ -17,4 +18,4 @@ from esr_utils.figures.setup import concept_vs_boost, residual_norms_by_layer
 
 __all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
            "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
-           "fine_tuning_rates"]
+           "fine_tuning_rates", "detector_effect_sizes", "ablation_rates", "random_control"]
