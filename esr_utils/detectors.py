@@ -17,6 +17,7 @@ answer read after another prompt (off-topic), and calls the latents that separat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,12 +26,14 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
+from esr_utils.finetuning.examples import load_training_prompts
 from esr_utils.generation import tokenize_texts
+from esr_utils.paths import DATA_DIR
 from esr_utils.prompts import chat_text, conversation_text
 
 __all__ = ["PAPER_OTDS_POSITIVE", "PAPER_OTDS_NEGATIVE", "PAPER_OTDS", "derangement", "welch_t",
            "cohens_d", "benjamini_hochberg", "AnswerStats", "answer_token_stats", "contrast",
-           "select_detectors", "DetectorSearch", "search_detectors"]
+           "select_detectors", "DetectorSearch", "search_detectors", "shipped_answers"]
 
 # Llama-3.3-70B, Goodfire layer-50 SAE: the paper's 26 OTDs (Table 2), split by the sign of
 # Cohen's d as the authors published it in later public material (review responses).
@@ -185,7 +188,8 @@ class DetectorSearch:
     discovery: dict[str, np.ndarray]
     confirmation: dict[str, np.ndarray]
     detectors: list[int]
-    on_stats: AnswerStats  # all matched pairs (both halves): activation frequency and size
+    # every pair read (both halves, on- and off-topic): each latent's frequency and size
+    reference: AnswerStats
 
     def confirmed(self, alpha: float = 0.05) -> list[int]:
         """Detectors that are also more active off-topic on the confirmation prompts: d > 0 and
@@ -202,6 +206,16 @@ class DetectorSearch:
                          "mean on": a["mean_on"][k], "p (BH)": a["p_adj"][k], "d": a["d"][k],
                          "confirm d": c["d"][k], "confirm p (BH)": c["p_adj"][k]})
         return rows
+
+
+def shipped_answers(n: int | None = None) -> tuple[list[str], list[str]]:
+    """The base model's own unsteered answers to the project's training prompts (disjoint from
+    the 38 evaluation prompts), as shipped in `data/organism/dataset.json`: (prompts, answers),
+    the first `n` by prompt id."""
+    data = json.loads((DATA_DIR / "organism" / "dataset.json").read_text())
+    prompts = load_training_prompts()
+    ids = sorted(data["answers"], key=int)[:n]
+    return [prompts[int(i)] for i in ids], [data["answers"][i] for i in ids]
 
 
 def _pairs(prompts, answers, rng):
@@ -223,7 +237,7 @@ def search_detectors(model, sae, prompts: Sequence[str], answers: Sequence[str],
     if cut < 2 or len(prompts) - cut < 2:
         raise ValueError(f"{len(prompts)} prompts leave fewer than 2 per half at "
                          f"discovery_fraction={discovery_fraction}: give more prompts")
-    tables, on_parts = [], []
+    tables, parts = [], []
     for half in (order[:cut], order[cut:]):
         p_on, a_on, p_off, a_off = _pairs([prompts[i] for i in half],
                                           [answers[i] for i in half], rng)
@@ -232,11 +246,11 @@ def search_detectors(model, sae, prompts: Sequence[str], answers: Sequence[str],
         off = answer_token_stats(model, sae, p_off, a_off, layer, batch_size=batch_size,
                                  progress=progress)
         tables.append(contrast(off, on))
-        on_parts.append(on)
-    on_all = AnswerStats(*(np.concatenate([getattr(s, f) for s in on_parts])
-                           for f in ("mean", "freq", "max", "n_tokens")))
+        parts += [on, off]
+    reference = AnswerStats(*(np.concatenate([getattr(s, f) for s in parts])
+                              for f in ("mean", "freq", "max", "n_tokens")))
     return DetectorSearch(
         discovery_prompts=[prompts[i] for i in order[:cut]],
         confirmation_prompts=[prompts[i] for i in order[cut:]],
         discovery=tables[0], confirmation=tables[1],
-        detectors=select_detectors(tables[0], n, alpha=alpha, min_d=min_d), on_stats=on_all)
+        detectors=select_detectors(tables[0], n, alpha=alpha, min_d=min_d), reference=reference)

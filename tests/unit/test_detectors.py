@@ -18,6 +18,7 @@ from esr_utils.detectors import (
     derangement,
     search_detectors,
     select_detectors,
+    shipped_answers,
     welch_t,
 )
 
@@ -95,6 +96,14 @@ def test_contrast_and_selection_find_the_planted_detector():
         select_detectors(table, 0)
 
 
+def test_shipped_answers_are_on_training_prompts_not_the_38():
+    from esr_utils.prompts import load_prompts
+
+    prompts, answers = shipped_answers(20)
+    assert len(prompts) == len(answers) == 20 and all(a.strip() for a in answers)
+    assert not set(prompts) & set(load_prompts())
+
+
 def test_paper_sets_are_table_2():
     assert len(PAPER_OTDS) == 26 and len(set(PAPER_OTDS)) == 26
     assert len(PAPER_OTDS_POSITIVE) == 18 and len(PAPER_OTDS_NEGATIVE) == 8
@@ -121,7 +130,7 @@ def test_search_splits_prompts_disjointly(tiny_model, tiny_sae):
     s = search_detectors(tiny_model, tiny_sae, prompts, answers, n=2, layer=1, progress=False)
     assert not set(s.discovery_prompts) & set(s.confirmation_prompts)
     assert sorted(s.discovery_prompts + s.confirmation_prompts) == sorted(prompts)
-    assert len(s.detectors) <= 2 and s.on_stats.mean.shape[0] == 8
+    assert len(s.detectors) <= 2 and s.reference.mean.shape[0] == 16
     with pytest.raises(ValueError, match="give more prompts"):
         search_detectors(tiny_model, tiny_sae, prompts[:3], answers[:3], n=2, layer=1,
                          progress=False)
