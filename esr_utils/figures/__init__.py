@@ -5,7 +5,14 @@ Chapters call these and save the result with `plotting.save_figure`; the data co
 One module per chapter's figures; this package re-exports them all.
 """
 
-from esr_utils.figures.detectors import ablation_rates, detector_effect_sizes, random_control
+from esr_utils.figures.detectors import (
+    ablation_rates,
+    detector_effect_sizes,
+    random_control,
+    region_bars,
+    restart_alignment,
+    single_episode,
+)
 from esr_utils.figures.esr import (
     boost_sweep,
     calibration_check,
@@ -18,4 +25,5 @@ from esr_utils.figures.setup import concept_vs_boost, residual_norms_by_layer
 
 __all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
            "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
-           "fine_tuning_rates", "detector_effect_sizes", "ablation_rates", "random_control"]
+           "fine_tuning_rates", "detector_effect_sizes", "ablation_rates", "random_control",
+           "restart_alignment", "region_bars", "single_episode"]

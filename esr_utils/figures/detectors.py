@@ -1,5 +1,5 @@
-"""Chapter 4: the off-topic-detector search, the ablation's rates (Fig. 5 layout) and the
-matched random-latent control (Fig. 19 layout)."""
+"""Chapter 4: the off-topic-detector search, the ablation's rates (Fig. 5 layout), the
+matched random-latent control (Fig. 19 layout), and activations around restarts (Figs 7, 20, 21)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from esr_utils.detectors import DetectorSearch
+from esr_utils.episodes import aligned, ema
 
-__all__ = ["detector_effect_sizes", "ablation_rates", "random_control"]
+__all__ = ["detector_effect_sizes", "ablation_rates", "random_control", "restart_alignment",
+           "region_bars", "single_episode"]
 
 _METRICS = (("first score", "mean first-attempt score"), ("multi-attempt %", "multi-attempt rate"),
             ("ESR %", "ESR rate"))
@@ -77,4 +79,71 @@ def random_control(rows: Sequence[dict], detector: str = "detectors",
         ax.set(title=title, xlim=(-0.5, 0.5))
     axes[0].legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def restart_alignment(episodes_by_model: Mapping[str, Sequence], window: int = 40,
+                      bin_size: int = 4):
+    """Fig. 20 layout: summed detector activation per token, episodes aligned at the restart
+    (offset 0), bin means with 95% intervals (±1.96 SEM over tokens and episodes in the bin)."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for i, (name, episodes) in enumerate(episodes_by_model.items()):
+        offsets, rows = aligned(episodes, window)
+        if not len(rows):
+            continue
+        centres, means, halves = [], [], []
+        for start in range(0, len(offsets), bin_size):
+            values = rows[:, start:start + bin_size].ravel()
+            values = values[~np.isnan(values)]
+            if len(values) < 2:
+                continue
+            centres.append(offsets[start:start + bin_size].mean())
+            means.append(values.mean())
+            halves.append(1.96 * values.std(ddof=1) / np.sqrt(len(values)))
+        centres, means, halves = map(np.array, (centres, means, halves))
+        ax.plot(centres, means, marker="o", ms=3, color=f"C{i}",
+                label=f"{name} (n={len(rows)} episodes)")
+        ax.fill_between(centres, means - halves, means + halves, color=f"C{i}", alpha=0.2)
+    ax.axvline(0, color="black", ls="--", lw=1)
+    ax.set(xlabel="tokens from the restart", ylabel="summed detector activation",
+           title="detector activation around self-corrections")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def region_bars(means_by_model: Mapping[str, Mapping]):
+    """Fig. 21 layout: mean summed detector activation before the restart, after it, and in
+    answers without a restart, per model, with 95% intervals (`episodes.region_means`)."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    regions = list(next(iter(means_by_model.values())))
+    width = 0.8 / len(regions)
+    x = np.arange(len(means_by_model))
+    for j, region in enumerate(regions):
+        ms = [means[region] for means in means_by_model.values()]
+        ax.bar(x + (j - (len(regions) - 1) / 2) * width, [m.mean for m in ms], width=width,
+               yerr=[1.96 * np.nan_to_num(m.sem) for m in ms], capsize=3,
+               label=f"{region}")
+        for xi, m in zip(x + (j - (len(regions) - 1) / 2) * width, ms):
+            ax.annotate(f"n={m.n}", (xi, 0), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, list(means_by_model))
+    ax.set(ylabel="mean summed detector activation", title="by region")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def single_episode(episode, alpha: float = 0.5):
+    """Fig. 7 layout: one answer's summed detector activation per token, smoothed by an EMA
+    (α = `alpha`), the off-topic and after-restart phases shaded."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    n = len(episode.activation)
+    ax.plot(np.arange(n), episode.activation, color="grey", lw=0.7, alpha=0.6, label="raw")
+    ax.plot(np.arange(n), ema(episode.activation, alpha), color="C3", label=f"EMA α={alpha}")
+    if episode.restart is not None:
+        ax.axvspan(0, episode.restart, color="C1", alpha=0.12, label="before restart")
+        ax.axvspan(episode.restart, n, color="C2", alpha=0.12, label="from restart on")
+    r = episode.record
+    ax.set(xlabel="answer token", ylabel="summed detector activation",
+           title=f"latent {r.get('latent_id')} at boost {r.get('boost', 0):.1f}: "
+                 f"{r.get('prompt', '')[:60]}")
+    ax.legend(fontsize=8)
     return fig
