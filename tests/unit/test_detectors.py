@@ -44,9 +44,10 @@ def test_welch_matches_scipy_and_a_hand_computed_value():
     ref = stats.ttest_ind(a, b, equal_var=False)
     np.testing.assert_allclose(t, ref.statistic)
     np.testing.assert_allclose(p, ref.pvalue)
-    # by hand: means 2 and 0, variances 1 and 1 over 2 samples each: t = 2 / sqrt(1/2 + 1/2)
+    # by hand: means 2 and 0, sample variances 2 and 2 over 2 samples each:
+    # t = 2 / sqrt(2/2 + 2/2) = sqrt(2)
     t1, _ = welch_t(np.array([[1.0], [3.0]]), np.array([[-1.0], [1.0]]))
-    assert t1[0] == pytest.approx(2.0)
+    assert t1[0] == pytest.approx(np.sqrt(2.0))
 
 
 def test_welch_and_cohen_are_zero_for_constant_columns():
