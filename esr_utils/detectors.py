@@ -10,7 +10,7 @@ answer read after another prompt (off-topic), and calls the latents that separat
 * per latent, Welch's t-test (off vs on, per-pair means) with a Benjamini–Hochberg correction
   over all latents, and Cohen's d with the pooled standard deviation (positive = more active
   off-topic), as in Table 2;
-* the selection rule is fixed before looking: BH-adjusted p < `alpha` and d ≥ `min_d` on the
+* the selection rule is fixed before looking: BH-adjusted p ≤ `alpha` and d ≥ `min_d` on the
   *discovery* prompts, the `n` largest d; the same statistics on disjoint *confirmation* prompts
   say whether the detectors generalise.
 """
@@ -168,13 +168,14 @@ def contrast(off: AnswerStats, on: AnswerStats) -> dict[str, np.ndarray]:
 
 def select_detectors(table: dict[str, np.ndarray], n: int, *, alpha: float = 0.05,
                      min_d: float = 0.5) -> list[int]:
-    """The rule fixed in advance: BH-adjusted p < alpha and d ≥ min_d, the `n` largest d.
+    """The rule fixed in advance: BH-adjusted p ≤ alpha and d ≥ min_d, the `n` largest d.
 
     May return fewer than `n` (then fewer latents passed); never pads with weaker ones.
+    `alpha` = 1 switches the significance gate off.
     """
     if n < 1:
         raise ValueError(f"N_DETECTORS must be ≥ 1, got {n}")
-    passing = np.flatnonzero((table["p_adj"] < alpha) & (table["d"] >= min_d))
+    passing = np.flatnonzero((table["p_adj"] <= alpha) & (table["d"] >= min_d))
     ranked = passing[np.argsort(-table["d"][passing], kind="stable")]
     return [int(k) for k in ranked[:n]]
 
@@ -193,9 +194,9 @@ class DetectorSearch:
 
     def confirmed(self, alpha: float = 0.05) -> list[int]:
         """Detectors that are also more active off-topic on the confirmation prompts: d > 0 and
-        BH-adjusted p < alpha there (the correction over all latents again)."""
+        BH-adjusted p ≤ alpha there (the correction over all latents again)."""
         c = self.confirmation
-        return [k for k in self.detectors if c["d"][k] > 0 and c["p_adj"][k] < alpha]
+        return [k for k in self.detectors if c["d"][k] > 0 and c["p_adj"][k] <= alpha]
 
     def rows(self, latents: Sequence[int] | None = None) -> list[dict]:
         """One Table-2-like row per latent (default: the detectors), both halves' statistics."""

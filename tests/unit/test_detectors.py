@@ -93,6 +93,8 @@ def test_contrast_and_selection_find_the_planted_detector():
     assert select_detectors(table, 1) == [4]
     # nothing passes a rule that is too strict: fewer, never padded
     assert select_detectors(table, 3, min_d=100.0) == []
+    # alpha = 1 lets every latent with d >= min_d through
+    assert set(select_detectors(table, 6, alpha=1.0)) == set(np.flatnonzero(table["d"] >= 0.5))
     with pytest.raises(ValueError, match="N_DETECTORS"):
         select_detectors(table, 0)
 
