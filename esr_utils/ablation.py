@@ -20,7 +20,7 @@ from esr_utils.metrics import rate_difference, summarize, wilson_interval
 from esr_utils.protocol import replay
 
 __all__ = ["PAPER_70B_ABLATION", "activity_profile", "matched_random_sets", "match_tolerance",
-           "check_ablation_layer", "ablation_replay", "condition_rows"]
+           "check_ablation_layer", "ablation_replay", "condition_rows", "printable"]
 
 # the paper code's 70B setting, stated as data: steering and ablation layer, SAE read-out layer
 PAPER_70B_ABLATION = {"model": "llama-3.3-70b-instruct", "ablation_layer": 33, "sae_layer": 50}
@@ -133,3 +133,16 @@ def condition_rows(records: Mapping[str, Sequence[dict]], baseline: str) -> list
                         f"{label} Δ": 100 * d, f"{label} Δ CI": (100 * dlo, 100 * dhi)})
         rows.append(row)
     return rows
+
+
+def printable(rows: Sequence[dict]) -> list[dict]:
+    """`condition_rows` for a table: numbers to one decimal, intervals as "[lo, hi]".
+
+    >>> printable([{"ESR %": 2.04, "ESR CI": (0.51, 7.95)}])
+    [{'ESR %': '2.0', 'ESR CI': '[0.5, 8.0]'}]
+    """
+    def fmt(v):
+        if isinstance(v, tuple):
+            return f"[{v[0]:.1f}, {v[1]:.1f}]"
+        return f"{v:.1f}" if isinstance(v, float) else v
+    return [{k: fmt(v) for k, v in row.items()} for row in rows]

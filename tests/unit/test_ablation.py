@@ -13,6 +13,7 @@ from esr_utils.ablation import (
     condition_rows,
     match_tolerance,
     matched_random_sets,
+    printable,
 )
 from esr_utils.esr_run import EsrRun, ProtocolSettings
 from esr_utils.generation import Sampling, Trial
@@ -135,3 +136,8 @@ def test_condition_rows_exact_arithmetic():
 
 def test_the_paper_codes_70b_layers_are_stated():
     assert PAPER_70B_ABLATION["ablation_layer"] == 33 and PAPER_70B_ABLATION["sae_layer"] == 50
+
+
+def test_printable_rounds_and_brackets():
+    (row,) = printable([{"condition": "x", "n": 3, "ESR %": 12.345, "ESR CI": (1.0, 30.06)}])
+    assert row == {"condition": "x", "n": 3, "ESR %": "12.3", "ESR CI": "[1.0, 30.1]"}
