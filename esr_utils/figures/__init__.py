@@ -6,6 +6,14 @@ One module per chapter's figures; this package re-exports them all.
 """
 
 from esr_utils.figures.detection import prefill_rates
+from esr_utils.figures.detectors import (
+    ablation_rates,
+    detector_effect_sizes,
+    random_control,
+    region_bars,
+    restart_alignment,
+    single_episode,
+)
 from esr_utils.figures.esr import (
     boost_sweep,
     calibration_check,
@@ -20,4 +28,5 @@ from esr_utils.figures.setup import concept_vs_boost, residual_norms_by_layer
 __all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
            "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
            "fine_tuning_rates", "meta_prompt_across_models", "meta_prompt_variants",
-           "prefill_rates"]
+           "prefill_rates", "detector_effect_sizes", "ablation_rates", "random_control",
+           "restart_alignment", "region_bars", "single_episode"]
