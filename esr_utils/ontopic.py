@@ -17,15 +17,12 @@ first attempt's score), stored next to the generations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from esr_utils.esr_run import EsrRun
 from esr_utils.finetuning.examples import first_sentences
-from esr_utils.generation import Sampling
 from esr_utils.judging.regrade import judge_stored
-from esr_utils.prefill import PrefillEpisodes
-from esr_utils.protocol import replay
+from esr_utils.prefill import PrefillEpisodes, continue_episodes
 
 __all__ = ["RESTART_SENTENCE", "ONTOPIC_CONDITIONS", "ON_TOPIC_SCORE", "forced_openings",
            "ontopic_condition", "continuation_scores", "genuine_recovery_scores", "stays_on_topic"]
@@ -68,16 +65,10 @@ def ontopic_condition(run: EsrRun, episodes: PrefillEpisodes, openings: Sequence
                       compute: str = "allow", progress: bool = True) -> list[dict]:
     """The episodes continued, steering on at the stored boost, from `openings`; each record
     gains `continuation_score`, the judge's score of the continuation read on its own."""
-    if not episodes.records:
-        return []
-    first = episodes.records[0]
-    sampling = Sampling(temperature=first["temperature"],
-                        repetition_penalty=first["repetition_penalty"],
-                        max_new_tokens=max_new_tokens)
-    subset = replace(run, records={"steered": list(episodes.records)})
-    records = replay(subset, model=model, sae=sae, judge=judge, directory=directory,
-                     assistant_prefix=list(openings), sampling=sampling, compute=compute,
-                     progress=progress)
+    records = continue_episodes(run, episodes, openings, boost_scale=1.0, model=model, sae=sae,
+                                judge=judge, directory=directory,
+                                max_new_tokens=max_new_tokens, compute=compute,
+                                progress=progress)
     scores = continuation_scores(records, judge, Path(directory) / "continuation_only",
                                  compute=compute)
     return [{**r, "continuation_score": s} for r, s in zip(records, scores)]

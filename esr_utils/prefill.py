@@ -25,7 +25,7 @@ from esr_utils.protocol import replay
 from esr_utils.threshold_search import trial_seed
 
 __all__ = ["cut_prefix", "restart_position", "PrefillEpisodes", "sample_episodes",
-           "prefill_episodes", "prefill_condition", "rate_rows", "METRICS"]
+           "prefill_episodes", "continue_episodes", "prefill_condition", "rate_rows", "METRICS"]
 
 # (summary key, what it measures) as reported per cut point
 METRICS = (("multi_attempt_rate", "self-correction"),
@@ -118,11 +118,13 @@ def prefill_episodes(records: Sequence[dict], n_chars: int) -> PrefillEpisodes:
     return PrefillEpisodes(n_chars, kept, prefixes, short, restarted, unplaced)
 
 
-def prefill_condition(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool, model, sae,
-                      judge, directory: str | Path, max_new_tokens: int,
-                      compute: str = "allow", progress: bool = True) -> list[dict]:
-    """The episodes continued from their prefixes, steering off (boost 0, latent kept) or on (the
-    stored boost), at the stored seeds and sampling but `max_new_tokens` continuation tokens."""
+def continue_episodes(run: EsrRun, episodes: PrefillEpisodes, prefixes: Sequence[str], *,
+                      boost_scale: float, model, sae, judge, directory: str | Path,
+                      max_new_tokens: int, compute: str = "allow",
+                      progress: bool = True) -> list[dict]:
+    """The episodes replayed from forced answer openings `prefixes` (one per episode), at the
+    stored seeds and sampling but `max_new_tokens` continuation tokens, boosts times
+    `boost_scale`: the shared step of the prefill and on-topic-prefix controls."""
     if not episodes.records:
         return []
     first = episodes.records[0]
@@ -131,8 +133,19 @@ def prefill_condition(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool, 
                         max_new_tokens=max_new_tokens)
     subset = replace(run, records={"steered": list(episodes.records)})
     return replay(subset, model=model, sae=sae, judge=judge, directory=directory,
-                  assistant_prefix=episodes.prefixes, boost_scale=1.0 if steered else 0.0,
-                  sampling=sampling, compute=compute, progress=progress)
+                  assistant_prefix=list(prefixes), boost_scale=boost_scale, sampling=sampling,
+                  compute=compute, progress=progress)
+
+
+def prefill_condition(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool, model, sae,
+                      judge, directory: str | Path, max_new_tokens: int,
+                      compute: str = "allow", progress: bool = True) -> list[dict]:
+    """The episodes continued from their prefixes, steering off (boost 0, latent kept) or on (the
+    stored boost), at the stored seeds and sampling but `max_new_tokens` continuation tokens."""
+    return continue_episodes(run, episodes, episodes.prefixes,
+                             boost_scale=1.0 if steered else 0.0, model=model, sae=sae,
+                             judge=judge, directory=directory, max_new_tokens=max_new_tokens,
+                             compute=compute, progress=progress)
 
 
 def rate_rows(records: Sequence[dict], **labels) -> list[dict]:
