@@ -127,10 +127,7 @@ def continue_episodes(run: EsrRun, episodes: PrefillEpisodes, prefixes: Sequence
     `boost_scale`: the shared step of the prefill and on-topic-prefix controls."""
     if not episodes.records:
         return []
-    first = episodes.records[0]
-    sampling = Sampling(temperature=first["temperature"],
-                        repetition_penalty=first["repetition_penalty"],
-                        max_new_tokens=max_new_tokens)
+    sampling = Sampling.from_record(episodes.records[0], max_new_tokens=max_new_tokens)
     subset = replace(run, records={"steered": list(episodes.records)})
     return replay(subset, model=model, sae=sae, judge=judge, directory=directory,
                   assistant_prefix=list(prefixes), boost_scale=boost_scale, sampling=sampling,

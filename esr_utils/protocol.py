@@ -265,10 +265,7 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         if len(prefixes) != len(stored):
             raise ValueError(f"{len(prefixes)} assistant prefixes for the {len(stored)} stored "
                              f"{condition!r} trials: give one per trial, or one for all")
-    first = stored[0]
-    sampling = sampling or Sampling(temperature=first["temperature"],
-                                    repetition_penalty=first["repetition_penalty"],
-                                    max_new_tokens=first["max_new_tokens"])
+    sampling = sampling or Sampling.from_record(stored[0])
     trials, labels = [], []
     for r, prefix in zip(stored, prefixes):
         label = r.get("label", "")

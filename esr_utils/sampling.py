@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from transformers import LogitsProcessor
@@ -48,6 +48,13 @@ class Sampling:
         tokens = spec.calibration_max_new_tokens if calibration else spec.max_new_tokens
         base = dict(temperature=spec.temperature, repetition_penalty=spec.repetition_penalty,
                     max_new_tokens=tokens)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_record(cls, record, **overrides) -> Sampling:
+        """The settings a stored trial record was generated with (its `asdict(Sampling)` keys),
+        with `overrides` on top: how replays reuse a run's sampling."""
+        base = {f.name: record[f.name] for f in fields(cls)}
         return cls(**{**base, **overrides})
 
 

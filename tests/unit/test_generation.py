@@ -229,3 +229,9 @@ class TestStaleResultsAreNeverReused:
                                                r"changed \(\w{8} -> 00000000\) \(2 trials\)"):
             generate_trials(tiny_model, self.TRIALS, sae=tiny_sae, sampling=self.SAMPLING,
                             store=store, compute="cache-only", progress=False)
+
+
+def test_sampling_from_a_stored_record_reads_its_settings_and_takes_overrides():
+    record = {"temperature": 0.3, "repetition_penalty": 1.2, "max_new_tokens": 40, "seed": 5}
+    assert Sampling.from_record(record) == Sampling(0.3, 1.2, 40)
+    assert Sampling.from_record(record, max_new_tokens=8) == Sampling(0.3, 1.2, 8)
