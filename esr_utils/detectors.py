@@ -17,7 +17,6 @@ answer read after another prompt (off-topic), and calls the latents that separat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,9 +25,8 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from esr_utils.finetuning.examples import load_training_prompts
 from esr_utils.generation import tokenize_texts
-from esr_utils.paths import DATA_DIR
+from esr_utils.judging.answers import load_model_answers
 from esr_utils.prompts import chat_text, conversation_text
 
 __all__ = ["PAPER_OTDS_POSITIVE", "PAPER_OTDS_NEGATIVE", "PAPER_OTDS", "derangement", "welch_t",
@@ -213,10 +211,8 @@ def shipped_answers(n: int | None = None) -> tuple[list[str], list[str]]:
     """The base model's own unsteered answers to the project's training prompts (disjoint from
     the 38 evaluation prompts), as shipped in `data/organism/dataset.json`: (prompts, answers),
     the first `n` by prompt id."""
-    data = json.loads((DATA_DIR / "organism" / "dataset.json").read_text())
-    prompts = load_training_prompts()
-    ids = sorted(data["answers"], key=int)[:n]
-    return [prompts[int(i)] for i in ids], [data["answers"][i] for i in ids]
+    records = load_model_answers("all")[:n]
+    return [r["prompt"] for r in records], [r["response"] for r in records]
 
 
 def _pairs(prompts, answers, rng):

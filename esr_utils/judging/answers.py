@@ -31,17 +31,18 @@ def load_answers(path: str | Path = ANSWERS_PATH) -> list[dict]:
 
 
 def load_model_answers(split: str, path: str | Path = MODEL_ANSWERS_PATH) -> list[dict]:
-    """The embedded model's own unsteered answers to the training prompts of the fine-tuning
-    dataset's `split` ("train" or "val"): {"prompt", "response"} records, negatives (no
-    restart) for the restart detector."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    """The embedded model's own unsteered answers to the fine-tuning dataset's training
+    prompts: {"prompt", "response"} records of `split` ("train" or "val", in the split's order;
+    the restart detector's negatives) or of every prompt ("all", by prompt id)."""
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
     path = Path(path)
     data = json.loads(path.read_text())
     prompts = [line.strip() for line in (path.parent / "prompts_train.txt").read_text()
                .splitlines() if line.strip()]
+    ids = sorted(map(int, data["answers"])) if split == "all" else data[f"{split}_ids"]
     return [{"prompt": prompts[i], "response": data["answers"][str(i)]}
-            for i in data[f"{split}_ids"] if data["answers"].get(str(i), "").strip()]
+            for i in ids if data["answers"].get(str(i), "").strip()]
 
 
 def generate_answers(path: str | Path = ANSWERS_PATH, *, model=None, seeds=ANSWER_SEEDS,

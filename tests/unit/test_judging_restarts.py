@@ -161,7 +161,7 @@ def test_model_answers_come_from_prompts_outside_the_38_and_splits_are_disjoint(
     assert len(train) > 100 and len(val) > 20
     assert not {a["prompt"] for a in train} & {a["prompt"] for a in val}
     assert not ({a["prompt"] for a in train + val} & set(load_prompts("eval")))
-    with pytest.raises(ValueError, match="'train' or 'val'"):
+    with pytest.raises(ValueError, match="'train', 'val' or 'all'"):
         load_model_answers("test")
 
 
