@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from judge_doubles import CountingJudge
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings
 from esr_utils.generation import Sampling, Trial
-from esr_utils.judging import Attempt, Verdict
 from esr_utils.meta_prompts import (
     BASELINE,
     PLACEHOLDER,
@@ -77,20 +77,6 @@ def test_variant_ids_are_checked():
         check_variants([BASELINE])
 
 
-class SeeingJudge:
-    """Scores by response length; remembers every prompt it was shown."""
-
-    name = "seeing"
-
-    def __init__(self):
-        self.seen = []
-
-    def judge_many(self, items):
-        self.seen.extend(items)
-        return [Verdict(attempts=(Attempt(i.response, float(len(i.response) % 101)),),
-                        judge=self.name) for i in items]
-
-
 @pytest.fixture(scope="module")
 def small_run(tiny_model, tiny_sae, tmp_path_factory):
     """A stored run by hand: 2 latents x 2 prompts, steered and unsteered, judged."""
@@ -103,16 +89,16 @@ def small_run(tiny_model, tiny_sae, tmp_path_factory):
                   for k in latents for i, p in enumerate(prompts)]
         records[condition] = judged_trials(
             tiny_model, trials, [labels[k] for k in latents for _ in prompts],
-            judge=SeeingJudge(), directory=root / condition, sae=tiny_sae, sampling=sampling,
+            judge=CountingJudge(), directory=root / condition, sae=tiny_sae, sampling=sampling,
             progress=False)
-    return EsrRun(model="tiny-llama", layer=2, judge="seeing",
+    return EsrRun(model="tiny-llama", layer=2, judge="counting",
                   settings=ProtocolSettings(n_latents=2, n_prompts_per_latent=2),
                   prompts=prompts, latents=latents, labels=labels, funnel={}, prior=(1.0, 1.0),
                   bounds=(0.0, 3.0), thresholds={}, records=records, directory=root)
 
 
 def test_the_judge_sees_the_prompt_the_model_saw(small_run, tiny_model, tiny_sae, tmp_path):
-    judge = SeeingJudge()
+    judge = CountingJudge()
     out = replay(small_run, model=tiny_model, sae=tiny_sae, judge=judge, directory=tmp_path,
                  meta_prompt=VARIANTS["distracted_with_label"], new_seeds=3, progress=False)
     for old, new, seen in zip(small_run.records["steered"], out, judge.seen):
@@ -123,7 +109,7 @@ def test_the_judge_sees_the_prompt_the_model_saw(small_run, tiny_model, tiny_sae
 
 def test_an_empty_meta_prompt_replays_the_baseline_exactly(small_run, tiny_model, tiny_sae,
                                                            tmp_path):
-    common = dict(model=tiny_model, sae=tiny_sae, judge=SeeingJudge(), new_seeds=9,
+    common = dict(model=tiny_model, sae=tiny_sae, judge=CountingJudge(), new_seeds=9,
                   progress=False)
     base = replay(small_run, directory=tmp_path / "a", **common)
     empty = replay(small_run, directory=tmp_path / "b", meta_prompt="", **common)
@@ -135,8 +121,8 @@ def test_an_empty_meta_prompt_replays_the_baseline_exactly(small_run, tiny_model
 def test_conditions_share_seeds_and_have_their_own_folders(small_run, tiny_model, tiny_sae,
                                                            tmp_path):
     def bound(run, **kw):
-        return replay(run, model=tiny_model, sae=tiny_sae, judge=SeeingJudge(), progress=False,
-                      **kw)
+        return replay(run, model=tiny_model, sae=tiny_sae, judge=CountingJudge(),
+                      progress=False, **kw)
     out = replay_conditions(bound, small_run, [BASELINE, "stay_on_topic", SELF_MONITOR],
                             [5, 6], root=tmp_path, model_name="tiny")
     assert list(out) == [BASELINE, "stay_on_topic", SELF_MONITOR]

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from judge_doubles import CountingJudge
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings
 from esr_utils.generation import Sampling, Trial
-from esr_utils.judging import Attempt, Verdict
+from esr_utils.judging import Verdict
 from esr_utils.protocol import calibrate, judged_trials, replay, run_protocol, sweep_levels
 from esr_utils.steering import Steering
-
-
-class CountingJudge:
-    """Scores by response length; remembers what it was asked (a judge at its boundary)."""
-
-    name = "counting"
-
-    def __init__(self):
-        self.seen = []
-
-    def judge_many(self, items):
-        self.seen.extend(items)
-        return [Verdict(attempts=(Attempt(i.response, float(len(i.response) % 101)),),
-                        judge=self.name) for i in items]
 
 
 def test_rerun_neither_regenerates_nor_rejudges(tiny_model, tiny_sae, tmp_path):
