@@ -34,6 +34,10 @@ def _digest(items: Sequence[JudgeInput], judge_name: str) -> str:
 
 def _submit(client, requests: dict[str, str]) -> str:
     """Submit {custom_id: user message}; returns the batch id."""
+    return client.retrying(lambda: _submit_once(client, requests), "submitting a batch")
+
+
+def _submit_once(client, requests: dict[str, str]) -> str:
     if isinstance(client, AnthropicClient):
         return client.sdk.messages.batches.create(requests=[
             {"custom_id": cid, "params": client.request_body(SYSTEM_PROMPT, user)}
@@ -48,7 +52,13 @@ def _submit(client, requests: dict[str, str]) -> str:
 
 
 def _poll(client, batch_id: str) -> bool:
-    """True once the batch has ended (results ready); raises ClientError if it failed."""
+    """True once the batch has ended (results ready); raises ClientError if it failed, or if
+    its status could not be read within the client's retries (a rerun resumes the batch)."""
+    return client.retrying(lambda: _poll_once(client, batch_id),
+                           f"reading the status of batch {batch_id}")
+
+
+def _poll_once(client, batch_id: str) -> bool:
     if isinstance(client, AnthropicClient):
         return client.sdk.messages.batches.retrieve(batch_id).processing_status == "ended"
     batch = client.sdk.batches.retrieve(batch_id)
@@ -59,6 +69,11 @@ def _poll(client, batch_id: str) -> bool:
 
 def _results(client, batch_id: str) -> dict[str, str | ClientError]:
     """{custom_id: reply text, or the ClientError that request ended in}."""
+    return client.retrying(lambda: _results_once(client, batch_id),
+                           f"downloading the results of batch {batch_id}")
+
+
+def _results_once(client, batch_id: str) -> dict[str, str | ClientError]:
     out: dict[str, str | ClientError] = {}
     if isinstance(client, AnthropicClient):
         for row in client.sdk.messages.batches.results(batch_id):
@@ -121,9 +136,13 @@ def judge_in_batches(judge, items: Sequence[JudgeInput], state_dir: str | Path, 
         count(judge.name, batches_resumed=len(state["batches"]))
     bar = tqdm(total=len(state["batches"]), desc=f"batches ({judge.name})", disable=not progress)
     for batch in state["batches"]:
-        while not _poll(client, batch["batch_id"]):
-            sleep(poll_every)
-        results = _results(client, batch["batch_id"])
+        try:
+            while not _poll(client, batch["batch_id"]):
+                sleep(poll_every)
+            results = _results(client, batch["batch_id"])
+        except ClientError as err:  # the state file stays: the submitted batches are not lost
+            raise ClientError(f"{err}; the batch ids are kept in {state_path}: rerun the same "
+                              "call to resume them", err.raw) from None
         for cid in batch["custom_ids"]:
             i = int(cid.removeprefix("item-"))
             raws[i] = results.get(cid, ClientError(f"no result for {cid} in {batch['batch_id']}"))

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -25,6 +26,7 @@ ANTHROPIC_URL = "https://api.anthropic.com"  # the SDK's default base URL
 DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge, Claude 4.5 Haiku (§2.1)
 # 429 rate limit, 408 timeout, 409 lock, 5xx server trouble, 529 Anthropic "overloaded"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+T = TypeVar("T")
 
 
 _COUNTS: dict[str, Counter] = {}
@@ -188,6 +190,24 @@ class ChatClient:
                 self._sleep(self._delay(attempt, response))
         count(self.judge_id, failed=1)
         raise ClientError(f"gave up after {self.max_retries + 1} tries: {problem}", last_raw)
+
+    def retrying(self, call: Callable[[], T], what: str) -> T:
+        """`call()`, an SDK request other than a chat message (a batch submit, poll or result
+        download), retried like `complete` on timeouts, dropped connections and 408/409/429/5xx;
+        then, or at once for any other 4xx, `ClientError` naming `what`."""
+        errors = (_sdk(self.provider).APIError,)
+        for attempt in range(self.max_retries + 1):
+            try:
+                return call()
+            except errors as exc:
+                problem, kind, response, retryable = self._classify(exc)
+                count(self.judge_id, **{kind: 1})
+                if not retryable or attempt == self.max_retries:
+                    raise ClientError(f"{what}: {problem} (after {attempt + 1} tries)",
+                                      response.text if response is not None else None) from None
+                count(self.judge_id, retries=1)
+                self._sleep(self._delay(attempt, response))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.sdk.close()

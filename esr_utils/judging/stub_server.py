@@ -6,7 +6,8 @@ chat-completions API and both batch APIs on 127.0.0.1, with scripted verdicts an
 
 Interactive requests take their fate from `faults` in order (then succeed): an int is that HTTP
 status, "timeout" stalls past the client's timeout, "garbage" is a 200 that is not JSON and
-"empty" a 200 with no text. Batches end after `batch_polls` status reads.
+"empty" a 200 with no text. Batches end after `batch_polls` status reads; batch status reads take
+their fate from `poll_faults` the same way.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class JudgeStub:
     """The server; `requests` logs (method, path) of every request, `batches` the submitted ones."""
 
     def __init__(self, *, grade: Callable[[str], str] | str = DEFAULT_GRADE, faults=(),
-                 batch_polls: int = 1, stall_s: float = 2.0):
+                 batch_polls: int = 1, stall_s: float = 2.0, poll_faults=()):
         self.grade = grade if callable(grade) else (lambda user, g=grade: g)
         self.faults = list(faults)
+        self.poll_faults = list(poll_faults)
         self.batch_polls, self.stall_s = batch_polls, stall_s
         self.requests: list[tuple[str, str]] = []
         self.batches: dict[str, dict] = {}
@@ -52,9 +54,10 @@ class JudgeStub:
         self._server.shutdown()
         self._server.server_close()
 
-    def next_fault(self):
+    def next_fault(self, queue: list | None = None):
+        queue = self.faults if queue is None else queue
         with self._lock:
-            return self.faults.pop(0) if self.faults else None
+            return queue.pop(0) if queue else None
 
     def new_id(self, prefix: str) -> str:
         with self._lock:
@@ -185,6 +188,12 @@ def _handler(stub: JudgeStub):
             if parts[-1] == "content" and parts[-2] in stub.files:
                 return self._send(200, stub.files[parts[-2]], "application/binary")
             if parts[-1] in stub.batches:
+                fault = stub.next_fault(stub.poll_faults)
+                if isinstance(fault, int):
+                    return self._send(fault, {"type": "error", "error": {
+                        "type": "stub_fault", "message": str(fault)}})
+                if fault == "timeout":
+                    time.sleep(stub.stall_s)
                 batch = stub.batches[parts[-1]]
                 batch["polls"] += 1
                 view = (self._anthropic_batch_view if batch["kind"] == "anthropic"

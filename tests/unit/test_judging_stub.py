@@ -9,7 +9,7 @@ import pytest
 
 from esr_utils.judging import JudgeCache, JudgeInput, LLMJudge
 from esr_utils.judging.batches import STATE_FILE
-from esr_utils.judging.clients import AnthropicClient, OpenAIClient, call_counts
+from esr_utils.judging.clients import AnthropicClient, ClientError, OpenAIClient, call_counts
 from esr_utils.judging.stub_server import JudgeStub
 
 FAKE = {"ANTHROPIC_API_KEY": "sk-ant-FAKE-0123456789abcdef",
@@ -92,6 +92,29 @@ def test_a_killed_batch_job_resumes_by_batch_id(kind, tmp_path):
         again = fresh.judge_many(ITEMS, batch_dir=results)
         assert [v.scores for v in again] == [v.scores for v in verdicts]
         assert [r for r in stub.requests if r[0] == "POST"] == submits  # all cache hits
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_batch_status_reads_that_fail_are_retried_then_end_in_an_error_that_keeps_the_batch(
+        kind, tmp_path):
+    """A timeout or 5xx while polling a batch is retried within the client's budget; past it, the
+    error names the batch and the state file, which stays, and a rerun resumes the same batch."""
+    results = tmp_path / "results"
+    with JudgeStub(grade=grade_for, batch_polls=1, poll_faults=[503, "timeout", 429],
+                   stall_s=1.5) as stub:
+        judge = make(kind, stub, f"stub-poll-{kind}", cache=JudgeCache(tmp_path / "a", "p"))
+        verdicts = judge.judge_many(ITEMS[:4], batch_dir=results, sleep=lambda s: None)
+        assert [v.scores for v in verdicts] == [[float(i), 90.0] for i in range(4)]
+        assert call_counts()[judge.name]["retries"] == 3
+
+        stub.poll_faults = [500] * 5  # max_retries=4: five failures spend the budget
+        judge = make(kind, stub, f"stub-poll2-{kind}", cache=JudgeCache(tmp_path / "b", "p"))
+        with pytest.raises(ClientError, match=r"batch \S+ .*HTTP 500.*rerun the same call"):
+            judge.judge_many(ITEMS[4:8], batch_dir=results, sleep=lambda s: None)
+        assert (results / STATE_FILE).exists() and len(stub.batches) == 2
+        again = judge.judge_many(ITEMS[4:8], batch_dir=results, sleep=lambda s: None)
+    assert len(stub.batches) == 2  # resumed, not resubmitted
+    assert [v.scores for v in again] == [[float(i), 90.0] for i in range(4, 8)]
 
 
 def test_no_key_appears_in_any_file_a_judged_run_writes(tmp_path, caplog):
