@@ -17,10 +17,13 @@ import yaml
 import esr_utils
 from esr_utils.paths import NOTEBOOKS_DIR, PROFILES_DIR, RESULTS_DIR
 
-__all__ = ["PROFILES", "COMPUTE_VALUES", "RunConfig", "load_profile", "notebook_parameters",
-           "notebook_defaults", "check_parameters", "check_compute", "check_latent_id"]
+__all__ = ["PROFILES", "MEASURING_PROFILES", "COMPUTE_VALUES", "RunConfig", "load_profile",
+           "notebook_parameters", "notebook_defaults", "check_parameters", "check_compute",
+           "check_latent_id"]
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "paper", "paper-dryrun")
+# profiles whose numbers are measurements; smoke and the dry run only exercise the code
+MEASURING_PROFILES = ("cpu", "paper")
 COMPUTE_VALUES = ("allow", "cache-only")
 # fields that do not change results, so they stay out of the key
 _COSMETIC = {"compute", "device"}
@@ -53,7 +56,9 @@ def check_latent_id(latent_id, model: str) -> int:
 
 
 def load_profile(name: str) -> dict:
-    """Read `esr_utils/profiles/<name>.yaml` (keys: `shared`, `notebooks`)."""
+    """Read `esr_utils/profiles/<name>.yaml` (keys: `shared`, `notebooks`, and optionally
+    `extends`, another profile whose values it overrides key by key, and `stand_ins`, true for
+    a dry run on random-weight stand-ins of the paper's models)."""
     if name not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {name!r}"
                          f"{_nearest(name, PROFILES)}")
@@ -67,11 +72,25 @@ def load_profile(name: str) -> dict:
     if not isinstance(data, dict) or not all(
             isinstance(data.get(k) or {}, dict) for k in ("shared", "notebooks")):
         raise ValueError(f"profile file {path} must map `shared` and `notebooks` to mappings")
-    unknown = set(data) - {"shared", "notebooks"}
+    unknown = set(data) - {"shared", "notebooks", "extends", "stand_ins"}
     if unknown:
         raise ValueError(f"profile file {path} has unknown top-level keys {sorted(unknown)}; "
-                         f"only `shared` and `notebooks` are read")
-    return {"shared": data.get("shared") or {}, "notebooks": data.get("notebooks") or {}}
+                         f"only `shared`, `notebooks`, `extends` and `stand_ins` are read")
+    profile = {"shared": data.get("shared") or {}, "notebooks": data.get("notebooks") or {},
+               "stand_ins": data.get("stand_ins", False)}
+    if not isinstance(profile["stand_ins"], bool):
+        raise ValueError(f"profile file {path}: `stand_ins` must be true or false")
+    base = data.get("extends")
+    if base is None:
+        return profile
+    if base == name or base not in PROFILES:
+        raise ValueError(f"profile file {path} extends {base!r}, which is not another profile "
+                         f"of {PROFILES}")
+    parent = load_profile(base)
+    notebooks = {stem: {**parent["notebooks"].get(stem, {}), **(section or {})}
+                 for stem, section in {**parent["notebooks"], **profile["notebooks"]}.items()}
+    return {"shared": {**parent["shared"], **profile["shared"]}, "notebooks": notebooks,
+            "stand_ins": profile["stand_ins"]}
 
 
 def notebook_parameters(profile: str, notebook: str) -> dict:
@@ -204,6 +223,12 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping) -> RunConfig:
         return cls(**data)
+
+    @property
+    def measures(self) -> bool:
+        """True under a profile whose numbers are measurements (`cpu`, `paper`); the chapters'
+        checks on results (targets, directions) run only then."""
+        return self.profile in MEASURING_PROFILES
 
     def key(self) -> str:
         """Short hash of every field that affects results, plus the package version."""

@@ -27,18 +27,13 @@ from tqdm import tqdm
 
 from esr_utils.generation import tokenize_texts
 from esr_utils.judging.answers import load_model_answers
+from esr_utils.paper_latents import PAPER_OTDS, PAPER_OTDS_NEGATIVE, PAPER_OTDS_POSITIVE
 from esr_utils.prompts import chat_text, conversation_text
 
 __all__ = ["PAPER_OTDS_POSITIVE", "PAPER_OTDS_NEGATIVE", "PAPER_OTDS", "derangement", "welch_t",
            "cohens_d", "benjamini_hochberg", "AnswerStats", "answer_token_stats", "contrast",
            "select_detectors", "DetectorSearch", "search_detectors", "shipped_answers"]
 
-# Llama-3.3-70B, Goodfire layer-50 SAE: the paper's 26 OTDs (Table 2), split by the sign of
-# Cohen's d as the authors published it in later public material (review responses).
-PAPER_OTDS_POSITIVE = (3675, 7517, 9168, 10304, 17481, 17516, 24684, 34002, 34765, 37536,
-                       40119, 40792, 45078, 46037, 54311, 58565, 59483, 61420)
-PAPER_OTDS_NEGATIVE = (11977, 15375, 27331, 28540, 33044, 41038, 49897, 61116)
-PAPER_OTDS = tuple(sorted(PAPER_OTDS_POSITIVE + PAPER_OTDS_NEGATIVE))
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from esr_utils import stand_ins
 from esr_utils.embedded_weights import embedded_dense_dir, embedded_gguf_path
 from esr_utils.hardware import resolve_device, resolve_dtype
 from esr_utils.paths import DATA_DIR
@@ -183,15 +184,23 @@ _SPECS = [
 ]
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+_PAPER_SAES = {"gemma_scope", "goodfire"}
 _ALIASES = {alias: spec.name for spec in _SPECS for alias in spec.aliases}
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a model up by registry name (or alias); unknown names list the known ones."""
+    """Look a model up by registry name (or alias); unknown names list the known ones.
+
+    Under the dry run (`stand_ins.active()`), a paper model's spec has the stand-in's width.
+    """
     key = _ALIASES.get(name, name)
     if key not in MODEL_REGISTRY:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[key]
+    spec = MODEL_REGISTRY[key]
+    if stand_ins.active() and spec.sae.source in _PAPER_SAES:
+        # the dry run: the same model, layers and SAE, at the stand-in's residual width
+        return replace(spec, d_model=stand_ins.D_MODEL)
+    return spec
 
 
 @dataclass
@@ -240,6 +249,9 @@ def load_model(
             access to read the config and tokenizer).
         path: a local folder with the same weights, instead of the Hub id (also used by tests with
             tiny stand-ins that share the module tree).
+
+    Under the dry run (`ESR_STAND_INS=1`) a paper model loads its random-weight stand-in, and
+    `backend="remote"` runs every request through nnsight's in-process remote simulation.
     """
     from nnsight import TransformersModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -247,9 +259,16 @@ def load_model(
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
     if backend not in {"local", "remote"}:
         raise ValueError(f"BACKEND must be 'local' or 'remote', got {backend!r}")
+    standing_in = stand_ins.active() and spec.sae.source in _PAPER_SAES and path is None
+    if standing_in:
+        path = stand_ins.model_dir(spec)
+        print(f"{spec.name}: a random-weight stand-in (dry run; its outputs mean nothing), "
+              f"{spec.n_layers} layers × d_model {spec.d_model}, from {path}")
     if backend == "remote":
         if not spec.ndif_hosted:
             raise ValueError(f"{spec.name} is not served by NDIF; use BACKEND='local'")
+        if standing_in:  # every request goes through nnsight's serialization, run in-process
+            return replace(load_model(spec, device="cpu", dtype=dtype, path=path), remote="local")
         source = str(path or spec.hf_repo)
         tokenizer = AutoTokenizer.from_pretrained(source)
         lm = TransformersModel(source, task="text-generation", tokenizer=tokenizer)

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from esr_utils import stand_ins
 from esr_utils.models import ModelSpec
 
 __all__ = ["PreflightError", "preflight", "RunEstimate", "estimate_run", "weights_gb"]
@@ -114,7 +115,7 @@ def preflight(spec: ModelSpec, *, backend: str = "local", judge: str | None = No
     judge_problem = _judge_key_problem(judge)
     if judge_problem:
         problems.append(judge_problem)
-    if spec.sae.source != "embedded":
+    if spec.sae.source != "embedded" and not stand_ins.active():  # stand-ins need no weights
         if backend == "remote":
             if not _ndif_key():
                 problems.append("NDIF needs an API key: set NDIF_API_KEY (from login.ndif.us)")

@@ -24,6 +24,8 @@ __all__ = ["ENV_VAR", "install", "install_from_env", "allowed_roots", "read_path
 ENV_VAR = "ESR_READ_AUDIT"
 # pseudo-filesystems: the machine's state (CPU count, memory, devices), not files a chapter needs
 SYSTEM_STATE = ("proc", "sys", "dev")
+# the official judge SDKs (anthropic, openai) read it to name the OS in their request headers
+SYSTEM_FILES = ("/etc/os-release",)
 _INSTALLED: list[str] = []
 
 
@@ -112,7 +114,7 @@ def outside_reads(log_path: str | Path, extra_roots=()) -> list[str]:
     written = {Path(p) for p in _entries(log_path, "W")}
     outside = []
     for path in read_paths(log_path):
-        if path.split("/")[1] in SYSTEM_STATE:
+        if path.split("/")[1] in SYSTEM_STATE or path in SYSTEM_FILES:
             continue
         if Path(path) in written or _inside(Path(path), written) or _kernel_cell(Path(path)):
             continue

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from esr_utils import stand_ins
 from esr_utils.jsonl import JsonlLog, check_writable
 from esr_utils.judging.clients import call_counts
 from esr_utils.paths import REPO_ROOT
@@ -82,6 +83,8 @@ def write_run_card(directory: str | Path, config: dict, timings: dict | None = N
                     "cpus": os.cpu_count()},
         "timings_s": timings or {},
         "judge_calls": call_counts(),
+        # true in the dry run: random-weight stand-ins, so the numbers mean nothing
+        "stand_ins": stand_ins.active(),
     }
     path = Path(directory) / "run_card.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,23 +5,27 @@ source notebook `notebooks/<stem>.ipynb`, executed into `book/notebooks/<stem>.i
 
     python -m esr_utils.runner --profile smoke            # all chapters, in TOC order
     python -m esr_utils.runner --profile cpu --only 01_steering_setup
+    python -m esr_utils.runner --profile paper-dryrun    # paper code paths on tiny stand-ins
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from esr_utils.config import PROFILES, check_parameters, notebook_parameters
+from esr_utils.config import PROFILES, check_parameters, load_profile, notebook_parameters
 from esr_utils.memory import ChildPeakMemory
 from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
 
-__all__ = ["toc_notebooks", "execute_notebook", "preflight_chapters", "main"]
+__all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters", "main"]
 
 
 def _toc_files(node) -> list[str]:
@@ -97,6 +101,44 @@ def execute_notebook(stem: str, profile: str, *, output_dir: Path = EXECUTED_NOT
     return time.perf_counter() - began
 
 
+# faults the dry run's judge stub injects at the start of every session: each is retried
+DRY_RUN_FAULTS = (429, 503, "garbage", "empty", 500)
+# fake keys for the dry run: the SDKs need one, and a test scans every file written for them
+DRY_RUN_KEYS = {"ANTHROPIC_API_KEY": "sk-ant-dryrun-0000-not-a-key",
+                "OPENAI_API_KEY": "sk-dryrun-0000-not-a-key"}
+
+
+@contextlib.contextmanager
+def profile_session(profile: str):
+    """What a profile needs around its chapters. For a dry run (`stand_ins: true` in its file):
+    stand-ins switched on, and a local judge stub (hashed verdicts, injected faults) answering
+    at the judge's API address with fake keys; the notebooks' kernels inherit the environment.
+    Yields the stub, or None for the other profiles."""
+    if not load_profile(profile)["stand_ins"]:
+        yield None
+        return
+    from esr_utils.judging.stub_server import JudgeStub, hashed_grade
+    from esr_utils.stand_ins import ENV_VAR
+
+    with JudgeStub(grade=hashed_grade, faults=DRY_RUN_FAULTS) as stub, \
+            tempfile.TemporaryDirectory(prefix="esr-dryrun-judge-") as judge_cache:
+        # one thread: the stand-ins' matrices are so small that a second thread's start-up and
+        # spinning cost more than it saves (measured 6x slower with 2 on a loaded 2-core machine)
+        # the stub's grades go to a throwaway judge cache, never the user's
+        env = {ENV_VAR: "1", "ANTHROPIC_BASE_URL": stub.url, "OMP_NUM_THREADS": "1",
+               "ESR_JUDGE_CACHE_DIR": judge_cache, **DRY_RUN_KEYS}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield stub
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 def preflight_chapters(profile: str, stems: list[str]) -> None:
     """Check every model, backend and judge the chapters will use, before the first one runs.
 
@@ -140,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    with profile_session(args.profile) as stub:
+        return _run_chapters(args, stems, stub)
+
+
+def _run_chapters(args, stems: list[str], stub=None) -> int:
     if not args.skip_preflight:
         from esr_utils.preflight import PreflightError
 
@@ -151,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     report, failed = {}, []
     for stem in stems:
         print(f"[{args.profile}] {stem} ...", flush=True)
+        if stub is not None:  # every chapter of a dry run meets the injected faults
+            stub.faults = list(DRY_RUN_FAULTS)
         try:
             with ChildPeakMemory() as memory:
                 seconds = execute_notebook(stem, args.profile)

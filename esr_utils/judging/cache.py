@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -14,9 +15,11 @@ __all__ = ["JudgeCache", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
+    """`<cache>/judge`, or `ESR_JUDGE_CACHE_DIR` (the dry run points it at a throwaway folder)."""
     from esr_utils.paths import cache_dir
 
-    return cache_dir() / "judge"
+    override = os.environ.get("ESR_JUDGE_CACHE_DIR")
+    return Path(override) if override else cache_dir() / "judge"
 
 
 class JudgeCache:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
+
+from esr_utils.judging.rate_limit import RateLimiter
+from esr_utils.judging.tally import call_counts, count
 
 __all__ = ["MissingAPIKey", "ClientError", "ChatClient", "AnthropicClient", "OpenAIClient",
            "ANTHROPIC_URL", "DEFAULT_ANTHROPIC_MODEL", "call_counts", "count"]
@@ -27,22 +28,6 @@ DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"  # the paper's judge, Clau
 # 429 rate limit, 408 timeout, 409 lock, 5xx server trouble, 529 Anthropic "overloaded"
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 T = TypeVar("T")
-
-
-_COUNTS: dict[str, Counter] = {}
-_COUNTS_LOCK = threading.Lock()
-
-
-def count(judge_id: str, **increments: int) -> None:
-    """Add to the process-wide tally of `judge_id` (thread-safe)."""
-    with _COUNTS_LOCK:
-        _COUNTS.setdefault(judge_id, Counter()).update(increments)
-
-
-def call_counts() -> dict[str, dict[str, int]]:
-    """Per judge: calls, requests, retries, ok, failed, and failures by kind, in this process."""
-    with _COUNTS_LOCK:
-        return {judge: dict(sorted(c.items())) for judge, c in sorted(_COUNTS.items())}
 
 
 class MissingAPIKey(RuntimeError):
@@ -55,26 +40,6 @@ class ClientError(RuntimeError):
     def __init__(self, message: str, raw: str | None = None):
         super().__init__(message)
         self.raw = raw
-
-
-class _RateLimiter:
-    """At most `per_second` call starts per second, across threads."""
-
-    def __init__(self, per_second: float | None, clock=time.monotonic, sleep=time.sleep):
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._clock, self._sleep = clock, sleep
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
 
 
 def _failure_kind(status: int) -> str:
@@ -113,7 +78,7 @@ class ChatClient:
         self.max_tokens = max_tokens
         self.timeout = timeout
         self._sleep = sleep
-        self._limiter = _RateLimiter(rate_limit, sleep=sleep)
+        self._limiter = RateLimiter(rate_limit, sleep=sleep)
         # tests and the local stub inject a transport; the SDK otherwise makes its own client
         self._http = httpx.Client(timeout=timeout, transport=transport) if transport else None
         self.sdk = self._make_sdk()
@@ -240,6 +205,7 @@ class AnthropicClient(ChatClient):
     """Anthropic Messages API through the `anthropic` SDK; key from `ANTHROPIC_API_KEY`.
 
     `base_url` (default: the SDK's, or `ANTHROPIC_BASE_URL`) points it at a proxy or the stub.
+    A server on this machine is not paced (`rate_limit` applies to remote providers).
     """
 
     provider = "anthropic"
@@ -248,7 +214,21 @@ class AnthropicClient(ChatClient):
                  api_key_env: str = "ANTHROPIC_API_KEY", **kwargs):
         self._key = _key_from_env(api_key_env, f"The Anthropic judge {model!r}")
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        if self.base_url and _is_local(self.base_url):
+            kwargs.setdefault("rate_limit", None)  # the pacing protects a provider's quota
         super().__init__(model, **kwargs)
+
+    @property
+    def judge_id(self) -> str:
+        # another address is another judge: its grades must never share the API's cache (the
+        # dry run's stub answers at 127.0.0.1 under the paper judge's model name); a server on
+        # this machine is named by its host alone, so a stub restarted on another port is the
+        # same judge to the chapters that replay a stored run
+        address = self.base_url.rstrip("/") if self.base_url else ANTHROPIC_URL
+        if address == ANTHROPIC_URL:
+            return super().judge_id
+        return super().judge_id + "@" + (urlparse(address).hostname if _is_local(address)
+                                         else address)
 
     def _make_sdk(self):
         return _sdk("anthropic").Anthropic(api_key=self._key, base_url=self.base_url,
@@ -290,6 +270,8 @@ class OpenAIClient(ChatClient):
             self._key = None
         else:
             self._key = _key_from_env(api_key_env, f"The judge {model!r} at {base_url}")
+        if _is_local(base_url):
+            kwargs.setdefault("rate_limit", None)
         super().__init__(model, **kwargs)
 
     @property

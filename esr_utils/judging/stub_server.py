@@ -13,6 +13,7 @@ their fate from `poll_faults` the same way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -20,10 +21,20 @@ from collections.abc import Callable
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["JudgeStub", "DEFAULT_GRADE"]
+__all__ = ["JudgeStub", "DEFAULT_GRADE", "hashed_grade"]
 
 DEFAULT_GRADE = ('Stub grade.\n<json>{"attempts": [{"attempt_text": "first", "score": 10}, '
                  '{"attempt_text": "second", "score": 80}]}</json>')
+
+
+def hashed_grade(user: str) -> str:
+    """A verdict drawn from a hash of the judge's user message: the same answer always gets the
+    same scores, answers differ, and about one in five is graded as two attempts (the dry run)."""
+    digest = int(hashlib.sha256(user.encode()).hexdigest(), 16)
+    attempts = [{"attempt_text": "stub first attempt", "score": digest % 101}]
+    if digest % 5 == 0:
+        attempts.append({"attempt_text": "stub second attempt", "score": (digest >> 16) % 101})
+    return f"Stub grade (hash of the item).\n<json>{json.dumps({'attempts': attempts})}</json>"
 
 
 class JudgeStub:

@@ -3,6 +3,7 @@
 Paper SAEs are downloaded (through sae-lens) only when one is asked for without a local
 `path`. With `path`, the files a user downloaded by hand are converted by
 `esr_utils.saes.pretrained` exactly as sae-lens converts them, without any network access.
+Under the dry run (`ESR_STAND_INS=1`) those files are the stand-ins' (`esr_utils.stand_ins`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from esr_utils import stand_ins
 from esr_utils.jsonl import read_json_file
 from esr_utils.models import EMBEDDED_MODEL, ModelSpec, get_spec
 from esr_utils.paths import DATA_DIR
@@ -96,6 +98,11 @@ def load_sae(model: str | ModelSpec = EMBEDDED_MODEL, *, path: str | Path | None
     """
     spec = model if isinstance(model, ModelSpec) else get_spec(model)
     source = spec.sae.source
+    overrides = None
+    if stand_ins.active() and source in {"gemma_scope", "goodfire"} and path is None:
+        if layer not in (None, spec.sae.layer) or width is not None:
+            raise ValueError("the dry run's stand-ins have one SAE per model, at the spec's layer")
+        path, overrides = stand_ins.sae_file(spec), {"d_in": spec.d_model}
     if source == "embedded":
         folder = Path(path) if path is not None else EMBEDDED_SAE_DIR
         return _check_d_in(_load_disk(folder, device, dtype, verify), spec, str(folder))
@@ -115,7 +122,7 @@ def load_sae(model: str | ModelSpec = EMBEDDED_MODEL, *, path: str | Path | None
         else:
             gemma_scope_sae_id(spec.sae.release, spec.sae.layer, sae_id.split("/")[1][6:])
         if path is not None:
-            sae = load_gemma_scope_file(path, spec.sae.release, sae_id, device, dtype)
+            sae = load_gemma_scope_file(path, spec.sae.release, sae_id, device, dtype, overrides)
         else:
             from sae_lens import SAE
 
@@ -125,7 +132,7 @@ def load_sae(model: str | ModelSpec = EMBEDDED_MODEL, *, path: str | Path | None
         if layer is not None and layer != spec.sae.layer:
             raise ValueError(f"Goodfire ships one SAE for {spec.name}, at layer {spec.sae.layer}")
         if path is not None:
-            sae = load_goodfire_file(path, spec.sae.release, device, dtype)
+            sae = load_goodfire_file(path, spec.sae.release, device, dtype, overrides)
         else:
             from sae_lens import SAE
 

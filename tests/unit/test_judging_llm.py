@@ -181,10 +181,10 @@ def test_judge_many_keeps_input_order_under_concurrency(keys):
 
 def test_rate_limiter_spaces_call_starts():
     """The paper's judge ran at 3 calls/s; the limiter must enforce the spacing."""
-    from esr_utils.judging.clients import _RateLimiter
+    from esr_utils.judging.rate_limit import RateLimiter
 
     clock, slept = [0.0], []
-    limiter = _RateLimiter(4.0, clock=lambda: clock[0], sleep=slept.append)
+    limiter = RateLimiter(4.0, clock=lambda: clock[0], sleep=slept.append)
     for _ in range(3):
         limiter.wait()
     assert slept == [0.25, 0.5]
