@@ -197,6 +197,9 @@ def rate_concreteness(candidates: Sequence[int], how: str, label_store=None
     if how == "none" or label_store is None:
         return None
     if how == "proxy":
+        if not hasattr(label_store, "__getitem__"):  # Neuronpedia gives descriptions only
+            raise ValueError("CONCRETENESS 'proxy' reads the embedded SAE's top-activating "
+                             "examples; for a paper SAE use 'llm:<model spec>' or 'none'")
         return {k: concreteness_proxy(label_store[k]) if label_store.is_live(k) else -1.0
                 for k in candidates}
     if how.startswith("llm:"):

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["NeuronpediaLabels", "neuronpedia_labels", "neuronpedia_id", "LabelFetchError",
-           "NEURONPEDIA_URL", "GOODFIRE_70B_ID"]
+from esr_utils import stand_ins
+
+__all__ = ["NeuronpediaLabels", "neuronpedia_labels", "neuronpedia_id", "sae_labels",
+           "LabelFetchError", "NEURONPEDIA_URL", "GOODFIRE_70B_ID"]
 
 NEURONPEDIA_URL = "https://www.neuronpedia.org"
 GOODFIRE_70B_ID = "llama3.3-70b-it/50-resid-post-gf"  # the paper's Llama-3.3-70B SAE
@@ -44,6 +46,14 @@ class NeuronpediaLabels:
 
     def get(self, latent: int) -> str | None:
         return self.labels.get(int(latent))
+
+    def label(self, latent: int) -> str:
+        """The description, or "SAE latent <id>" where Neuronpedia has none."""
+        return self.get(latent) or f"SAE latent {int(latent)}"
+
+    def is_live(self, latent: int) -> bool:
+        """True if the latent has a description (the concreteness filter rates only those)."""
+        return self.get(latent) is not None
 
     def lookup(self, latents) -> tuple[dict[int, str | None], int]:
         """{latent: label or None} and how many have no label."""
@@ -113,8 +123,32 @@ def neuronpedia_labels(source_id: str, *, cache_dir: str | Path | None = None,
         raise LabelFetchError(f"{url} returned {type(rows).__name__}, not the export's list")
     labels = NeuronpediaLabels(source_id, _parse_export(rows), url,
                                datetime.now(UTC).isoformat(timespec="seconds"))
+    _save(labels, path)
+    return labels
+
+
+def _save(labels: NeuronpediaLabels, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(labels.to_json(), indent=1))
     tmp.replace(path)
-    return labels
+
+
+def sae_labels(spec) -> NeuronpediaLabels:
+    """The Neuronpedia descriptions of a registry model's paper SAE (Gemma Scope or Goodfire),
+    by the id sae-lens lists for it: fetched once, then read from the cache.
+
+    Under the dry run, the stand-in's labels instead: a description for two latents in three
+    (the rest have none, as some latents have none on Neuronpedia), written beside the stand-in,
+    never into the real cache.
+    """
+    source_id = neuronpedia_id(spec.sae.release, spec.sae.sae_id)
+    if not stand_ins.active():
+        return neuronpedia_labels(source_id)
+    folder = stand_ins.model_dir(spec).parent / "labels"  # (re)builds an outdated stand-in
+    if not _cache_path(source_id, folder).exists():
+        _save(NeuronpediaLabels(source_id, {k: f"stand-in concept number {k}"
+                                            for k in range(spec.sae.d_sae) if k % 3},
+                                "stand-in (dry run, no network)", "n/a"),
+              _cache_path(source_id, folder))
+    return neuronpedia_labels(source_id, cache_dir=folder)

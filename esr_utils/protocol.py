@@ -27,6 +27,7 @@ from esr_utils.latent_selection import (
 from esr_utils.meta_prompts import assemble
 from esr_utils.metrics import trial_metrics
 from esr_utils.models import LoadedModel
+from esr_utils.neuronpedia import sae_labels
 from esr_utils.prompts import conversation_text
 from esr_utils.residual import (
     boost_unit,
@@ -40,7 +41,7 @@ from esr_utils.steering import Steering
 from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 
 __all__ = ["judged_trials", "choose_latents", "calibrate", "esr_trials", "sweep_levels",
-           "sweep_trials", "run_protocol", "replay", "latent_labels"]
+           "sweep_trials", "run_protocol", "replay", "latent_labels", "unlabelled"]
 
 _JUDGE_CHUNK = 64
 
@@ -281,9 +282,19 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
 
 
 def latent_labels(spec):
-    """(label function, label store) for a model's SAE: the embedded SAE's offline labels, or
-    "SAE latent <id>" for SAEs whose labels do not ship offline (the store is then None)."""
+    """(label function, label store) for a model's SAE: the embedded SAE's offline labels, or the
+    paper SAEs' Neuronpedia descriptions (`neuronpedia.sae_labels`). A latent without one is
+    called "SAE latent <id>" (`unlabelled` lists them); a disk SAE has no store (None)."""
     if spec.sae.source == "embedded":
         store = load_labels()
-        return store.label, store
-    return (lambda k: f"SAE latent {k}"), None
+    elif spec.sae.source in {"gemma_scope", "goodfire"}:
+        store = sae_labels(spec)
+    else:
+        return (lambda k: f"SAE latent {k}"), None
+    return store.label, store
+
+
+def unlabelled(spec, latents) -> list[int]:
+    """The latents among `latents` without a description: the judge sees a placeholder."""
+    store = latent_labels(spec)[1]
+    return [int(k) for k in latents if store is None or not store.is_live(k)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 __all__ = ["ENV_VAR", "D_MODEL", "active", "stand_in_dir", "model_dir", "sae_file",
@@ -24,7 +25,7 @@ __all__ = ["ENV_VAR", "D_MODEL", "active", "stand_in_dir", "model_dir", "sae_fil
 
 ENV_VAR = "ESR_STAND_INS"
 D_MODEL = 64  # residual width of every stand-in (the real ones are 2,304 to 8,192)
-_FORMAT = 10  # bump when what is written changes, so old stand-ins are rebuilt
+_FORMAT = 11  # bump when what is written changes, so old stand-ins are rebuilt
 
 # Our own Jinja templates, written to produce each family's documented chat format.
 GEMMA_TEMPLATE = (
@@ -152,6 +153,7 @@ def _build(folder: Path, spec) -> None:
 
     family = _family(spec)
     print(f"building the random-weight stand-in for {spec.name} in {folder} ...", flush=True)
+    shutil.rmtree(folder, ignore_errors=True)  # nothing of an older stand-in survives
     tok, stops = _tokenizer(family)
     pad = tok.pad_token_id if _FAMILIES[family][2] else None
     config = _config(spec, family, len(tok), tok.bos_token_id, stops, pad)

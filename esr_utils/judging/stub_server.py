@@ -29,8 +29,14 @@ DEFAULT_GRADE = ('Stub grade.\n<json>{"attempts": [{"attempt_text": "first", "sc
 
 def hashed_grade(user: str) -> str:
     """A verdict drawn from a hash of the judge's user message: the same answer always gets the
-    same scores, answers differ, and about one in five is graded as two attempts (the dry run)."""
+    same scores, answers differ, and about one in five is graded as two attempts (the dry run).
+    A message ending in a JSON list of labels (the concreteness grader's) gets one rating each."""
     digest = int(hashlib.sha256(user.encode()).hexdigest(), 16)
+    with contextlib.suppress(ValueError):
+        labels = json.loads(user[user.rfind("["):])
+        if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
+            return json.dumps([{"label": x, "rating": (digest >> i) % 101}
+                               for i, x in enumerate(labels)])
     attempts = [{"attempt_text": "stub first attempt", "score": digest % 101}]
     if digest % 5 == 0:
         attempts.append({"attempt_text": "stub second attempt", "score": (digest >> 16) % 101})

@@ -56,8 +56,11 @@ def test_notebook_executes_under_the_paper_dry_run(stem, dry_results, tmp_path, 
         assert len(cards) == 1, cards
         card = json.loads(cards[0].read_text())
         assert card["stand_ins"] is True
-        calls = card["judge_calls"][f"{judge}@127.0.0.1"]
-        assert calls["retries"] >= 1 and calls.get("failed", 0) == 0, calls
+        assert f"{judge}@127.0.0.1" in card["judge_calls"], card["judge_calls"]
+        # the faults land on whichever stub judge calls first (the concreteness rater, in 02)
+        stubbed = [c for name, c in card["judge_calls"].items() if name.endswith("@127.0.0.1")]
+        assert sum(c.get("retries", 0) for c in stubbed) >= 1, stubbed
+        assert all(c.get("failed", 0) == 0 for c in stubbed), stubbed
 
     files = _written(dry_results) + _written(tmp_path / "out")
     for path in files:

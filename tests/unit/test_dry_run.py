@@ -4,6 +4,7 @@ real ones, and a session that serves the judge from a local stub with fake keys.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -22,7 +23,7 @@ PAPER_MODELS = [n for n, s in MODEL_REGISTRY.items() if s.sae.source in {"gemma_
 _SIZE_PREFIXES = ("N_",)
 _SIZE_SUFFIXES = ("_TOKENS", "_STEPS", "_LATENTS", "_LEVELS", "_PER_LATENT", "_SIZE", "_LEN",
                   "_CHARS", "_CUT", "_D_SAE")
-_SIZE_KEYS = {"WINDOW"}
+_SIZE_KEYS = {"WINDOW", "CANDIDATE_MULTIPLIER"}  # how many candidates are drawn
 
 
 def _is_size(key: str) -> bool:
@@ -146,3 +147,52 @@ def test_a_judge_at_another_address_never_shares_the_apis_cache(monkeypatch):
         "anthropic:m@https://proxy.example/v1"
     # a local server by host alone: the stub on another port grades the same way
     assert AnthropicClient("m", base_url="http://127.0.0.1:9/").judge_id == "anthropic:m@127.0.0.1"
+
+
+def test_paper_saes_are_labelled_by_their_neuronpedia_descriptions(monkeypatch, tmp_path):
+    """Outside the dry run: the cached export under the id sae-lens lists; latents without a
+    description get the placeholder and are counted; only described latents are rated."""
+    from esr_utils.latent_selection import grade_concreteness, rate_concreteness
+    from esr_utils.neuronpedia import NeuronpediaLabels
+    from esr_utils.protocol import latent_labels, unlabelled
+
+    monkeypatch.setenv("ESR_CACHE_DIR", str(tmp_path))
+    cached = NeuronpediaLabels("gemma-2-2b/16-gemmascope-res-16k", {4: "dogs and puppies"},
+                               "recorded", "2026-01-01")
+    (tmp_path / "neuronpedia").mkdir()
+    (tmp_path / "neuronpedia" / "gemma-2-2b__16-gemmascope-res-16k.json").write_text(
+        json.dumps(cached.to_json()))
+    spec = get_spec("gemma-2-2b-it")
+    label, store = latent_labels(spec)
+    assert (label(4), label(6)) == ("dogs and puppies", "SAE latent 6")
+    assert unlabelled(spec, [4, 6, 8]) == [6, 8]
+
+    class Rater:
+        def complete(self, system, user):
+            labels = json.loads(user[user.rfind("["):])
+            return json.dumps([{"label": x, "rating": 70} for x in labels])
+
+    monkeypatch.setattr("esr_utils.latent_selection.make_backend", lambda spec: Rater())
+    assert rate_concreteness([4, 6], "llm:anthropic:x", store) == {4: 70.0}
+    with pytest.raises(ValueError, match="'proxy' reads the embedded SAE"):
+        rate_concreteness([4, 6], "proxy", store)
+    assert grade_concreteness({1: "a", 2: "b"}, Rater()) == {1: 70.0, 2: 70.0}
+
+
+def test_the_dry_run_labels_stand_ins_beside_them_never_in_the_real_cache(standing_in):
+    from esr_utils.judging.stub_server import hashed_grade
+    from esr_utils.latent_selection import grade_concreteness
+    from esr_utils.protocol import latent_labels, unlabelled
+
+    spec = get_spec("llama-3.3-70b-instruct")
+    label, store = latent_labels(spec)
+    assert label(4) == "stand-in concept number 4" and label(3) == "SAE latent 3"
+    assert unlabelled(spec, [3, 4, 6]) == [3, 6]
+    assert (stand_ins.stand_in_dir(spec.name) / "labels").is_dir()
+
+    class Stub:  # the dry run's stub rates labels too
+        def complete(self, system, user):
+            return hashed_grade(user)
+
+    ratings = grade_concreteness({1: "a", 2: "b", 4: "c"}, Stub())
+    assert sorted(ratings) == [1, 2, 4] and all(0 <= v <= 100 for v in ratings.values())
