@@ -129,8 +129,8 @@ def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
 
     return {"trials": n_trials, "batch": batch, "seconds": round(seconds, 1),
             "trials_per_minute": round(60 * n_trials / seconds, 1),
-            "share": {"generation": share("generation.py:_run_batch"),
-                      "sampler": share("generation.py:__call__"),
+            "share": {"generation": share("batching.py:generate_rows"),
+                      "sampler": share("sampling.py:__call__"),
                       "judge": share("judge_records"),
                       "store": share("results.py:append")},
             "profiled_seconds": round(total, 1)}

@@ -138,6 +138,8 @@ def check_parameters(profile: str, notebook: str, params: Mapping[str, Any] | No
         if name not in defaults:
             problems.append(f"{name} is not a parameter of {notebook}"
                             f"{_nearest(name, defaults)}")
+        elif name.endswith("BATCH_SIZE") and value == "auto":
+            continue  # generation sizes the batch from free memory (esr_utils.batching)
         elif not _type_ok(value, defaults[name]):
             kind = type(defaults[name]).__name__
             problems.append(f"{name} must be of type {kind} like its default "

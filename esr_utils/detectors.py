@@ -25,6 +25,7 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
+from esr_utils.batching import AUTO, auto_batch_size
 from esr_utils.generation import tokenize_texts
 from esr_utils.judging.answers import load_model_answers
 from esr_utils.paper_latents import PAPER_OTDS, PAPER_OTDS_NEGATIVE, PAPER_OTDS_POSITIVE
@@ -115,9 +116,9 @@ class AnswerStats:
 
 @torch.no_grad()
 def answer_token_stats(model, sae, prompts: Sequence[str], answers: Sequence[str], layer: int,
-                       *, batch_size: int = 8, progress: bool = True) -> AnswerStats:
+                       *, batch_size: int | str = 8, progress: bool = True) -> AnswerStats:
     """SAE statistics over each answer's tokens when (prompt i, answer i) is read in the chat
-    template by `model` (unsteered), at `layer`."""
+    template by `model` (unsteered), at `layer`. `batch_size="auto"`: from free GPU memory."""
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts for {len(answers)} answers")
     tok = model.tokenizer
@@ -125,6 +126,9 @@ def answer_token_stats(model, sae, prompts: Sequence[str], answers: Sequence[str
     texts = [conversation_text(tok, p, a) for p, a in zip(prompts, answers)]
     starts = [len(tok(chat_text(tok, p), add_special_tokens=False)["input_ids"]) for p in prompts]
     lengths = [len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers]
+    if batch_size == AUTO:  # a forward pass over the longest conversation, nothing generated
+        batch_size = auto_batch_size(model, max_new_tokens=0,
+                                     prompt_tokens=max(s + n for s, n in zip(starts, lengths)))
     out = {"mean": [], "freq": [], "max": []}
     n_tokens = []
     for begin in tqdm(range(0, len(texts), batch_size), desc="reading answers",
@@ -217,7 +221,7 @@ def _pairs(prompts, answers, rng):
 
 def search_detectors(model, sae, prompts: Sequence[str], answers: Sequence[str], *, n: int,
                      layer: int, seed: int = 0, discovery_fraction: float = 0.5,
-                     alpha: float = 0.05, min_d: float = 0.5, batch_size: int = 8,
+                     alpha: float = 0.05, min_d: float = 0.5, batch_size: int | str = 8,
                      progress: bool = True) -> DetectorSearch:
     """Split the prompts (seeded) into discovery and confirmation halves, contrast deranged
     with matched pairs within each half, and select detectors on the discovery half only."""

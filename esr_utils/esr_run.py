@@ -45,6 +45,9 @@ class ProtocolSettings:
     target_score: float = 30.0
     calibration_steps: int = 10
     calibration_samples: int = 1
+    # per-model exceptions to `calibration_samples` (the paper's code averages 5 prompts per
+    # bisection step for Llama-3.3-70B and 1 for the others)
+    calibration_samples_by_model: dict[str, int] = field(default_factory=dict)
     calibration_max_new_tokens: int | None = None
     noise: str = "beta"
     verification_samples: int = 0
@@ -54,7 +57,7 @@ class ProtocolSettings:
     sweep_levels: int = 10
     sweep_latents: int | None = None
     sweep_prompts_per_latent: int = 5
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto"
     seed: int = 0
 
     def __post_init__(self):
@@ -66,11 +69,23 @@ class ProtocolSettings:
                              f"got {self.concreteness!r}")
         if not 0 < self.target_score < 100:
             raise ValueError(f"TARGET_SCORE must lie in (0, 100), got {self.target_score}")
+        object.__setattr__(self, "calibration_samples_by_model",
+                           dict(self.calibration_samples_by_model))  # a plain, serialisable dict
+        for model, n in self.calibration_samples_by_model.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"CALIBRATION_SAMPLES_BY_MODEL[{model!r}] must be an int ≥ 1, "
+                                 f"got {n!r}")
         for name in ("n_latents", "candidate_multiplier", "calibration_samples",
                      "n_prompts_per_latent", "sweep_levels", "sweep_prompts_per_latent",
                      "batch_size"):
+            if name == "batch_size" and self.batch_size == "auto":
+                continue  # sized from free memory when generating (esr_utils.batching)
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.upper()} must be ≥ 1, got {getattr(self, name)}")
+
+    def samples_for(self, model: str) -> int:
+        """Answers averaged per bisection step when calibrating `model`."""
+        return self.calibration_samples_by_model.get(model, self.calibration_samples)
 
     @classmethod
     def from_config(cls, cfg) -> ProtocolSettings:

@@ -8,15 +8,12 @@ both as `response` (prefix + continuation).
 
 from __future__ import annotations
 
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import torch
 from tqdm import tqdm
-from transformers import LogitsProcessorList
 
+from esr_utils.batching import left_pad, resolve_batching, run_batches, stop_ids, turn_ids
 from esr_utils.config import check_compute
 from esr_utils.models import LoadedModel
 from esr_utils.prompts import chat_text
@@ -58,7 +55,7 @@ class Trial:
     def content_id(self, model: str, layer: int, sampling: Sampling) -> str:
         """Id of what the trial asks for (its inputs), whatever code or SAE carries it out."""
         payload = dict(model=model, layer=layer, sampling=asdict(sampling), prompt=self.prompt,
-                       steering=asdict(self.steering), seed=self.seed)
+                       steering=self.steering.key(), seed=self.seed)
         if self.assistant_prefix:  # absent when empty, so prefix-less ids stay as they were
             payload["assistant_prefix"] = self.assistant_prefix
         return digest(payload)[:16]
@@ -98,47 +95,7 @@ def tokenize_turns(tokenizer, prompts: Sequence[str], prefixes: Sequence[str]) -
         raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
     if not any(prefixes):
         return tokenize_chats(tokenizer, prompts)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows = []
-    for prompt, prefix in zip(prompts, prefixes):
-        chat = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        extra = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-        rows.append(list(chat) + list(extra))
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def _run_batch(model: LoadedModel, trials: Sequence[Trial], plan, layer: int, sampling: Sampling):
-    batch = tokenize_turns(model.tokenizer, [t.prompt for t in trials],
-                           [t.assistant_prefix for t in trials])
-    sampler = SeededSampler([t.seed for t in trials], sampling.temperature)
-    plan = plan.to(device=None if model.remote else model.device)
-    block = model.layer(layer)
-    with warnings.catch_warnings():
-        # nnsight warns at the end of every open-ended `tracer.all()` loop that its last
-        # iteration was never reached: expected here, since generation decides when to stop
-        warnings.filterwarnings("ignore", message=".*was never reached.*")
-        with model.lm.generate(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=False,
-            repetition_penalty=sampling.repetition_penalty,
-            logits_processor=LogitsProcessorList([sampler]),
-            pad_token_id=model.tokenizer.pad_token_id,
-            remote=model.remote,
-        ) as tracer:
-            with tracer.invoke(dict(batch)):
-                for _ in tracer.all():
-                    block.output = plan.apply(block.output)
-            with tracer.invoke():
-                ids = tracer.result.save()
-    new_tokens = ids[:, batch["input_ids"].shape[1]:].cpu()
-    return new_tokens
+    return left_pad(tokenizer, [turn_ids(tokenizer, p, x) for p, x in zip(prompts, prefixes)])
 
 
 def generate_trials(
@@ -148,7 +105,8 @@ def generate_trials(
     sae=None,
     sampling: Sampling | None = None,
     layer: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | str = 8,
+    refill_fraction: float | None = None,
     store=None,
     progress: bool = True,
     on_batch: Callable[[list[dict]], None] | None = None,
@@ -162,7 +120,11 @@ def generate_trials(
         sae: a sae-lens SAE or an `SaeSlice` holding every steered and ablated latent.
         sampling: defaults to the model spec's settings.
         layer: steering layer; defaults to the spec's.
-        batch_size: rows per forward pass; results do not depend on it.
+        batch_size: rows per forward pass, or "auto" (from free GPU memory, refilled on a
+            GPU; see `batching.resolve_batching`); results do not depend on it.
+        refill_fraction: pause a batch once this share of its rows has finished and refill it
+            with queued trials (`batching.run_batches`); None runs each batch to its end.
+            Results do not depend on it.
         store: a `ResultsStore`; records are appended as each batch finishes.
         on_batch: called with each batch's records after they are stored.
         compute: "allow", or "cache-only" to fail instead of generating what `store` lacks.
@@ -176,8 +138,8 @@ def generate_trials(
     sampling = sampling or Sampling.for_model(spec)
     if not trials:
         raise ValueError("no trials to generate: the prompt or trial list is empty")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    batch_size, refill_fraction = resolve_batching(batch_size, refill_fraction, model, trials,
+                                                   sampling)
     steer_ids = {t.steering.latent_id for t in trials if t.steering.latent_id is not None}
     ablate_ids = {k for t in trials for k in t.steering.ablate}
     sae_for_key = sae  # the full SAE when given one: keys do not depend on slicing
@@ -199,27 +161,25 @@ def generate_trials(
     extra = {i: {"content_id": c, "provenance": p} for i, c, p in zip(ids, contents, provenances)}
     # batching similar lengths together wastes less padding; results do not depend on order
     todo.sort(key=lambda it: len(it[1].prompt) + len(it[1].assistant_prefix))
-    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc="generating",
-               unit="trial", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        rows = [t for _, t in chunk]
-        began = time.perf_counter()
-        plan = plan_interventions([t.steering for t in rows], sae, d_model=spec.d_model)
-        new_tokens = _run_batch(model, rows, plan, layer, sampling)
-        seconds = time.perf_counter() - began
+    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), unit="trial",
+               desc=f"generating (batch {batch_size}"
+                    + (f", refilled at {refill_fraction:.0%} done)" if refill_fraction else ")"),
+               disable=not progress)
+    stops = stop_ids(model)
+    for finished in run_batches(model, todo, sae=sae, layer=layer, sampling=sampling,
+                                batch_size=batch_size, refill_fraction=refill_fraction):
         batch_records = []
-        for (trial_id, trial), tokens in zip(chunk, new_tokens):
-            record = _record(model, trial, trial_id, tokens, layer, sampling)
-            record["batch_seconds"] = round(seconds, 3)
-            record.update(extra[trial_id])
+        for done in finished:
+            record = _record(model, done.trial, done.key, done.tokens, stops, layer, sampling)
+            record["batch_seconds"] = round(done.seconds, 3)
+            record.update(extra[done.key])
             batch_records.append(record)
-            records[trial_id] = record
+            records[done.key] = record
         if store is not None:
             store.append(batch_records)
         if on_batch is not None:
             on_batch(batch_records)
-        bar.update(len(chunk))
+        bar.update(len(finished))
     bar.close()
     return [records[i] for i in ids]
 
@@ -250,14 +210,12 @@ def _cache_only_message(store, records, todo, ids, contents, provenances, n_tria
     return message + "; rerun with COMPUTE='allow' to generate them"
 
 
-def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tensor, layer: int,
-            sampling: Sampling) -> dict:
+def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: list[int],
+            stops: frozenset[int], layer: int, sampling: Sampling) -> dict:
     tok = model.tokenizer
-    token_list = tokens.tolist()
-    eos = tok.eos_token_id
-    hit_eos = eos in token_list
-    if hit_eos:
-        token_list = token_list[: token_list.index(eos)]
+    end = next((i for i, t in enumerate(tokens) if t in stops), None)
+    hit_eos = end is not None
+    token_list = tokens[:end] if hit_eos else list(tokens)
     text = tok.decode(token_list, skip_special_tokens=True)
     # with a forced prefix, `response` is what the judge grades (prefix + continuation) and the
     # continuation is kept apart; `n_new_tokens` counts generated tokens only
@@ -273,6 +231,8 @@ def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: torch.Tenso
         "latent_id": trial.steering.latent_id,
         "boost": trial.steering.boost,
         "ablate": list(trial.steering.ablate),
+        **({} if trial.steering.steer_tokens is None
+           else {"steer_tokens": trial.steering.steer_tokens}),
         "seed": trial.seed,
         **asdict(sampling),
         "response": trial.assistant_prefix + text,

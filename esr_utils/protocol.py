@@ -156,7 +156,7 @@ def calibrate(model, sae, judge, prompts, latents, label: Callable[[int], str],
     estimates = search_thresholds(latents, score_fn, prior=prior, bounds=bounds,
                                   target=settings.target_score / 100,
                                   n_steps=settings.calibration_steps,
-                                  samples_per_step=settings.calibration_samples,
+                                  samples_per_step=settings.samples_for(model.spec.name),
                                   verification_samples=settings.verification_samples,
                                   noise=settings.noise)
     return estimates, tuple(prior), tuple(bounds), counts

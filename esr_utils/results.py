@@ -71,9 +71,11 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def write_run_card(directory: str | Path, config: dict, timings: dict | None = None) -> Path:
-    """Write `run_card.json`: config, seeds, package versions, git revision, timings, and the
-    LLM judge calls this process made (calls, retries, failures by kind), if any."""
+def write_run_card(directory: str | Path, config: dict, timings: dict | None = None,
+                   estimates: dict | None = None) -> Path:
+    """Write `run_card.json`: config, seeds, package versions, git revision, timings, the
+    estimates printed before the work (`throughput.estimate_chapter2`), and the LLM judge calls
+    this process made (calls, retries, failures by kind), if any."""
     card = {
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git": _git_sha(),
@@ -82,6 +84,7 @@ def write_run_card(directory: str | Path, config: dict, timings: dict | None = N
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count()},
         "timings_s": timings or {},
+        "estimates": estimates or {},
         "judge_calls": call_counts(),
         # true in the dry run: random-weight stand-ins, so the numbers mean nothing
         "stand_ins": stand_ins.active(),

@@ -66,14 +66,27 @@ class SeededSampler(LogitsProcessor):
     chosen token and -inf elsewhere, so greedy decoding then picks that token.
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float):
+    def __init__(self, seeds: Sequence[int], temperature: float,
+                 skip: Sequence[int] | None = None):
+        """`skip[i]`: draws row i has already used, so a paused row resumes where it stopped."""
         self.seeds = [int(s) for s in seeds]
         self.temperature = float(temperature)
+        self.skip = [0] * len(self.seeds) if skip is None else [int(k) for k in skip]
+        if len(self.skip) != len(self.seeds) or min(self.skip, default=0) < 0:
+            raise ValueError(f"skip needs one count ≥ 0 per seed, got {skip!r} for "
+                             f"{len(self.seeds)} seeds")
         self._generators: list[torch.Generator] | None = None
+
+    def _start(self) -> list[torch.Generator]:
+        generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        for g, k in zip(generators, self.skip):
+            for _ in range(k):  # one scalar draw at a time, exactly as __call__ draws
+                torch.rand((), generator=g, dtype=torch.float64)
+        return generators
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self._generators is None:
-            self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+            self._generators = self._start()
         if scores.shape[0] != len(self._generators):
             raise RuntimeError(f"sampler has {len(self._generators)} seeds for "
                                f"{scores.shape[0]} rows")

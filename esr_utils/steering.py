@@ -35,6 +35,10 @@ class Steering:
     latent_id: int | None = None
     boost: float = 0.0
     ablate: tuple[int, ...] = field(default=())
+    # the steering vector is on while the first `steer_tokens` answer tokens are sampled, then
+    # off for new positions (the positions already read keep it); None: on throughout. Ablation
+    # is always on.
+    steer_tokens: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "ablate", tuple(sorted({int(k) for k in self.ablate})))
@@ -42,10 +46,21 @@ class Steering:
             raise ValueError(f"boost={self.boost} given without a latent_id to steer")
         if self.boost != self.boost or abs(self.boost) == float("inf"):
             raise ValueError(f"boost must be finite, got {self.boost}")
+        k = self.steer_tokens
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
+            raise ValueError(f"steer_tokens must be None or an int ≥ 0, got {k!r}")
 
     @property
     def is_noop(self) -> bool:
-        return (self.latent_id is None or self.boost == 0.0) and not self.ablate
+        steers = self.latent_id is not None and self.boost != 0.0 and self.steer_tokens != 0
+        return not steers and not self.ablate
+
+    def key(self) -> dict:
+        """The fields that identify it in trial ids (`steer_tokens` only when set, so ids of
+        trials steered throughout are unchanged)."""
+        fields = {"latent_id": self.latent_id, "boost": self.boost, "ablate": self.ablate}
+        return fields if self.steer_tokens is None else {**fields,
+                                                          "steer_tokens": self.steer_tokens}
 
 
 @dataclass
@@ -55,10 +70,18 @@ class InterventionPlan:
     add: Tensor  # [batch, d_model]: boost_i * W_dec[latent_i]
     sae: SaeSlice | None  # rows for ablation (None when no row ablates)
     ablate_mask: Tensor | None  # [batch, n_ablate]: 1 where row i ablates that latent
+    # a steering schedule (see `with_schedule`): which positions get `add` in the first forward
+    # pass over the whole input [batch, width], and in each later one-token step [batch]
+    read_mask: Tensor | None = None
+    step_mask: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.add.shape[0]
+
+    def with_schedule(self, read_mask: Tensor, step_mask: Tensor) -> InterventionPlan:
+        """The same plan, with `add` only where the masks are 1 (ablation is unchanged)."""
+        return InterventionPlan(self.add, self.sae, self.ablate_mask, read_mask, step_mask)
 
     def apply(self, h: Tensor) -> Tensor:
         """New residual for a batch `h` of shape [batch, seq, d_model]."""
@@ -68,13 +91,23 @@ class InterventionPlan:
         if self.sae is not None:
             acts = self.sae.encode_ablated(h) * self.ablate_mask[:, None, :]
             out = out - (acts @ self.sae.dec_rows).to(h.dtype)
-        return out + self.add[:, None, :].to(h.dtype)
+        add = self.add[:, None, :]
+        if self.read_mask is not None:
+            # the input is read in one pass of its full width; each new token alone after that
+            reading = h.shape[1] == self.read_mask.shape[1]
+            mask = self.read_mask if reading else self.step_mask[:, None]
+            add = add * mask[:, :, None]
+        return out + add.to(h.dtype)
 
     def to(self, device=None, dtype=None) -> InterventionPlan:
+        def move(t):
+            return None if t is None else t.to(device=device, dtype=dtype)
+
         return InterventionPlan(
-            add=self.add.to(device=device, dtype=dtype),
+            add=move(self.add),
             sae=None if self.sae is None else self.sae.to(device=device, dtype=dtype),
-            ablate_mask=None if self.ablate_mask is None else self.ablate_mask.to(device, dtype),
+            ablate_mask=move(self.ablate_mask), read_mask=move(self.read_mask),
+            step_mask=move(self.step_mask),
         )
 
 

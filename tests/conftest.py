@@ -87,3 +87,23 @@ def tiny_sae():
         for p in sae.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
     return sae
+
+
+@pytest.fixture(scope="session")
+def unit_sae():
+    """A stand-in 'SAE slice' of 8 random unit directions for the embedded model."""
+    from esr_utils.saes import SaeSlice
+
+    g = torch.Generator().manual_seed(7)
+    rows = torch.randn(8, 576, generator=g)
+    rows = rows / rows.norm(dim=-1, keepdim=True)
+    return SaeSlice(576, 8, tuple(range(8)), rows, (), torch.zeros(576, 0), torch.zeros(0),
+                    torch.zeros(0, 576), None, torch.zeros(576))
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded model itself, on the CPU."""
+    from esr_utils.models import load_model
+
+    return load_model("smollm2-135m-instruct", device="cpu")

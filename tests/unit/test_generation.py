@@ -13,23 +13,6 @@ from esr_utils.steering import Steering
 SHORT = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=24)
 
 
-@pytest.fixture(scope="module")
-def embedded():
-    return load_model("smollm2-135m-instruct", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def unit_sae():
-    """A stand-in 'SAE slice' of 8 random unit directions for the embedded model."""
-    from esr_utils.saes import SaeSlice
-
-    g = torch.Generator().manual_seed(7)
-    rows = torch.randn(8, 576, generator=g)
-    rows = rows / rows.norm(dim=-1, keepdim=True)
-    return SaeSlice(576, 8, tuple(range(8)), rows, (), torch.zeros(576, 0), torch.zeros(0),
-                    torch.zeros(0, 576), None, torch.zeros(576))
-
-
 def _trials():
     return [
         Trial("Explain how to add two fractions.", Steering(), seed=11),

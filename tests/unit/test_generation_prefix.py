@@ -48,7 +48,7 @@ def test_ids_without_prefix_are_unchanged_and_prefixes_never_collide():
     sampling = Sampling(max_new_tokens=8)
     trial = Trial("Hi?", Steering(3, 2.0), seed=5)
     old_payload = dict(model="m", layer=2, sampling=asdict(sampling), prompt="Hi?",
-                       steering=asdict(Steering(3, 2.0)), seed=5)
+                       steering={"latent_id": 3, "boost": 2.0, "ablate": ()}, seed=5)
     assert trial.content_id("m", 2, sampling) == digest(old_payload)[:16]
     assert Trial("Hi?", Steering(3, 2.0), seed=5, assistant_prefix=None) == trial
     ids = {Trial("Hi?", Steering(3, 2.0), seed=5, assistant_prefix=p).trial_id("m", 2, sampling)
