@@ -240,7 +240,8 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
            condition: str = "steered", ablate: Sequence[int] = (), meta_prompt: str | None = None,
            new_seeds: int | None = None,
            assistant_prefix: str | Sequence[str] | None = None,
-           boost_scale: float = 1.0, sampling: Sampling | None = None, compute: str = "allow",
+           boost_scale: float = 1.0, steer_tokens: int | None = None,
+           sampling: Sampling | None = None, compute: str = "allow",
            progress: bool = True) -> list[dict]:
     """The stored `condition`'s trials again, changed only as asked, judged, in stored order.
 
@@ -254,6 +255,8 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         assistant_prefix: text each answer is forced to start with, one for all trials or one
             per stored trial (e.g. each steered response's own opening); None or "": none.
         boost_scale: multiplies every stored boost.
+        steer_tokens: steer only while the first `steer_tokens` answer tokens are sampled
+            (`Steering.steer_tokens`); None: throughout.
         sampling: defaults to the stored records' own sampling settings.
     """
     stored = run.records.get(condition)
@@ -272,7 +275,7 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         label = r.get("label", "")
         prompt = assemble(r["prompt"], meta_prompt, label)
         steering = Steering(r["latent_id"], r["boost"] * boost_scale,
-                            ablate=tuple(r["ablate"]) + tuple(ablate))
+                            ablate=tuple(r["ablate"]) + tuple(ablate), steer_tokens=steer_tokens)
         seed = r["seed"] if new_seeds is None else trial_seed(new_seeds, "replay", r["seed"])
         trials.append(Trial(prompt, steering, seed=seed, assistant_prefix=prefix))
         labels.append(label)

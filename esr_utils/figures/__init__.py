@@ -5,7 +5,7 @@ Chapters call these and save the result with `plotting.save_figure`; the data co
 One module per chapter's figures; this package re-exports them all.
 """
 
-from esr_utils.figures.detection import prefill_rates
+from esr_utils.figures.detection import decomposition, first_k_rates, prefill_rates
 from esr_utils.figures.detectors import (
     ablation_rates,
     detector_effect_sizes,
@@ -28,5 +28,5 @@ from esr_utils.figures.setup import concept_vs_boost, residual_norms_by_layer
 __all__ = ["residual_norms_by_layer", "concept_vs_boost", "calibration_traces",
            "calibration_check", "esr_rates", "first_scores_no_steering", "boost_sweep",
            "fine_tuning_rates", "meta_prompt_across_models", "meta_prompt_variants",
-           "prefill_rates", "detector_effect_sizes", "ablation_rates", "random_control",
-           "restart_alignment", "region_bars", "single_episode"]
+           "prefill_rates", "first_k_rates", "decomposition", "detector_effect_sizes",
+           "ablation_rates", "random_control", "restart_alignment", "region_bars", "single_episode"]

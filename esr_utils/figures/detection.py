@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-__all__ = ["prefill_rates", "PAPER_PREFILL_70B"]
+__all__ = ["prefill_rates", "first_k_rates", "decomposition", "PAPER_PREFILL_70B"]
 
 # the authors' published prefill control on Llama-3.3-70B-Instruct (200 episodes): cut in
 # characters -> % self-corrected and improved with steering off; the steered model on the same
@@ -45,5 +45,50 @@ def prefill_rates(rows: pd.DataFrame, metrics=("self-correction", "improved | co
     ref.set(xlabel="prefix length (characters)", ylabel="self-corrected and improved (%)",
             title="paper, Llama-3.3-70B (reference)", ylim=(0, 20))
     ref.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def first_k_rates(rows: pd.DataFrame):
+    """Rate (%) against k, the answer tokens sampled under steering, one line per model and
+    metric, Wilson 95% intervals. k = 0 is the unsteered baseline and the last point, drawn at
+    `k_all`, the answer steered throughout.
+
+    `rows` has columns model, k (int, or "all"), metric, rate, lo, hi.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    numeric = [k for k in rows.k if k != "all"]
+    k_all = 2 * max(numeric) if numeric else 1
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(rows["model"]))}
+    styles = dict(zip(dict.fromkeys(rows["metric"]), ["-", "--", ":", "-."]))
+    for (model, metric), f in rows.groupby(["model", "metric"], sort=False):
+        x = [k_all if k == "all" else k for k in f.k]
+        ax.errorbar(x, 100 * f.rate, yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
+                    ls=styles[metric], marker="o", capsize=3, color=colours[model],
+                    label=f"{model}, {metric}")
+    ticks = sorted(set(numeric)) + [k_all]
+    ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + ["whole\nanswer"])
+    ax.set(xlabel="answer tokens sampled under steering (k)", ylabel="rate (%)", ylim=(0, 100),
+           title="Steering only the first k tokens")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def decomposition(rows: pd.DataFrame):
+    """Per model: P(detect), P(stay on topic | detect), their product, and the measured ESR
+    rate, with 95% intervals (`rows`: columns model, quantity, rate, lo, hi)."""
+    quantities = list(dict.fromkeys(rows["quantity"]))
+    models = list(dict.fromkeys(rows["model"]))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(models), 3.8))
+    width = 0.8 / len(quantities)
+    for j, quantity in enumerate(quantities):
+        f = rows[rows.quantity == quantity].set_index("model").reindex(models)
+        x = [i + (j - (len(quantities) - 1) / 2) * width for i in range(len(models))]
+        ax.bar(x, 100 * f.rate, width, color=f"C{j}", label=quantity,
+               yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)], capsize=3)
+    ax.set_xticks(range(len(models)), models)
+    ax.set(ylabel="%", ylim=(0, 100), title="Detection × staying on topic vs measured ESR")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
