@@ -7,19 +7,29 @@ closing third on topic (at or above `tau`). A recovery is **explicit** when the 
 answer into several attempts (a restart it recognised), **implicit** (gradual) otherwise.
 It says nothing about whether the closing part answers the question well, only that it is
 about the question; `tau` is chosen on answers to other prompts (`choose_tau`).
+
+`RecoveryRubric` is the LLM version the authors used later: a whole-answer judge scoring recovery
+0–10 (7 or more: recovered) and telling an explicit restart from a gradual shift. It needs an API
+key (any judging backend); `rubric_kind` maps its grade onto `KINDS` for agreement tables.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from esr_utils.judging.cache import JudgeCache
+from esr_utils.judging.clients import ClientError, count
 from esr_utils.judging.segmenting import split_sentences
+from esr_utils.judging.types import JudgeInput
 
 __all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "KINDS", "tau_from_answers",
-           "constructed_cases"]
+           "constructed_cases", "RecoveryRubric", "RUBRIC_KINDS", "rubric_kind"]
 
 KINDS = ("explicit recovery", "implicit recovery", "no recovery", "on topic from the start",
          "too short")
@@ -132,3 +142,84 @@ def constructed_cases(records: Sequence[dict], n_sentences: int = 2) -> list[dic
             cases.append({"prompt": r["prompt"], "response": " ".join(parts), "shape": shape,
                           "expected": kind})
     return cases
+
+
+# --- the LLM rubric ---------------------------------------------------------------------------
+
+RUBRIC_VERSION = "recovery-rubric-v1"
+RUBRIC_KINDS = ("explicit restart", "gradual shift", "no recovery", "on topic throughout")
+RECOVERED = 7  # a score of 7 or more out of 10 is a recovery, as in the authors' rubric
+_RUBRIC_SYSTEM = ("You assess whether an AI assistant's answer, which may have drifted off "
+                  "topic, returns to the user's question. Reply with JSON only.")
+# the stub judge of the dry run recognises this opening (`judging.stub_server.hashed_grade`)
+_RUBRIC_TASK = """Rate how well this response recovers to the user's question.
+Score 0-10: 0 = never returns to the question; 10 = returns fully and answers it well. Then say
+how: "explicit restart" (it notices the drift and starts again, e.g. "Wait, let me answer your
+question"), "gradual shift" (it drifts back without saying so), "no recovery" (it stays off
+topic), or "on topic throughout" (it never drifted).
+Answer as <json>{{"recovery": 0-10, "kind": "..."}}</json>.
+
+Question: {prompt}
+
+Response: {response}"""
+
+
+def rubric_kind(grade: dict) -> str | None:
+    """The rubric's grade as one of `KINDS` (None if it failed): a recovery needs a score of at
+    least `RECOVERED` and an explicit or gradual return."""
+    if grade.get("error"):
+        return None
+    if grade["kind"] == "on topic throughout":
+        return "on topic from the start"
+    if grade["kind"] == "no recovery" or grade["recovery"] < RECOVERED:
+        return "no recovery"
+    return "explicit recovery" if grade["kind"] == "explicit restart" else "implicit recovery"
+
+
+class RecoveryRubric:
+    """Whole-answer recovery grades from a chat backend (`judging.make_backend`), cached on disk.
+
+    Every response gets a grade `{"recovery": int, "kind": str}`, or `{"error": ...}` for a failed
+    call or an unreadable reply (counted in the run card's judge calls); it never raises.
+    """
+
+    def __init__(self, client, *, cache: JudgeCache | None = None, max_concurrent: int = 8):
+        self.client, self.name = client, f"{client.judge_id}/recovery"
+        self.cache = cache if cache is not None else JudgeCache(judge_id=self.name)
+        self.max_concurrent = max(1, int(max_concurrent))
+
+    def grade(self, prompt: str, response: str) -> dict:
+        item = JudgeInput(prompt, response)
+        raw = self.cache.get(item, RUBRIC_VERSION)
+        if raw is None:
+            try:
+                raw = self.client.complete(_RUBRIC_SYSTEM, _RUBRIC_TASK.format(
+                    prompt=prompt, response=response))
+            except ClientError as exc:
+                return {"error": f"rubric call failed: {exc}"}
+            grade = parse_rubric(raw)
+            if "error" not in grade:  # an unreadable reply is asked again on the next run
+                self.cache.put(item, raw, RUBRIC_VERSION)
+        else:
+            grade = parse_rubric(raw)
+        if "error" in grade:
+            count(self.client.judge_id, unparsable=1)
+        return grade
+
+    def grade_many(self, records: Sequence[dict]) -> list[dict]:
+        """One grade per record (its `prompt` and `response`), in order."""
+        with ThreadPoolExecutor(max_workers=self.max_concurrent) as pool:
+            return list(pool.map(lambda r: self.grade(r["prompt"], r["response"]), records))
+
+
+def parse_rubric(raw: str) -> dict:
+    """`{"recovery": 0-10, "kind": one of RUBRIC_KINDS}` from a reply, or `{"error": why}`."""
+    found = re.search(r"\{.*\}", raw or "", re.S)
+    try:
+        data = json.loads(found.group(0)) if found else None
+        score, kind = int(data["recovery"]), str(data["kind"]).strip().lower()
+    except (ValueError, TypeError, KeyError):
+        return {"error": f"unreadable rubric reply: {(raw or '')[:200]!r}"}
+    if not 0 <= score <= 10 or kind not in RUBRIC_KINDS:
+        return {"error": f"rubric reply out of range: recovery {score}, kind {kind!r}"}
+    return {"recovery": score, "kind": kind}

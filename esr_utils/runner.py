@@ -151,14 +151,19 @@ def preflight_chapters(profile: str, stems: list[str]) -> None:
     seen = set()
     for stem in stems:
         params = notebook_parameters(profile, stem)
+        # every LLM a chapter calls: its judge, the concreteness rater, the recovery rubric
+        judges = {params.get("JUDGE"), params.get("RECOVERY_JUDGE"),
+                  str(params.get("CONCRETENESS", "")).removeprefix("llm:")}
+        judges = sorted(j for j in judges if j and j not in {"none", "proxy"})
         for name in params.get("MODELS") or [params["MODEL"]]:
             spec = get_spec(name)
             backend = backend_for(spec, params.get("BACKEND", "local"))
-            key = (spec.name, backend, params.get("JUDGE"), params.get("DEVICE", "auto"))
-            if key not in seen:
-                seen.add(key)
-                preflight(spec, backend=backend, judge=params.get("JUDGE"),
-                          device=params.get("DEVICE", "auto"))
+            for judge in judges or [None]:
+                key = (spec.name, backend, judge, params.get("DEVICE", "auto"))
+                if key not in seen:
+                    seen.add(key)
+                    preflight(spec, backend=backend, judge=judge,
+                              device=params.get("DEVICE", "auto"))
 
 
 def main(argv: list[str] | None = None) -> int:

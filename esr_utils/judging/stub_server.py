@@ -30,8 +30,14 @@ DEFAULT_GRADE = ('Stub grade.\n<json>{"attempts": [{"attempt_text": "first", "sc
 def hashed_grade(user: str) -> str:
     """A verdict drawn from a hash of the judge's user message: the same answer always gets the
     same scores, answers differ, and about one in five is graded as two attempts (the dry run).
-    A message ending in a JSON list of labels (the concreteness grader's) gets one rating each."""
+    A message ending in a JSON list of labels (the concreteness grader's) gets one rating each,
+    and a recovery-rubric request a recovery score and kind."""
     digest = int(hashlib.sha256(user.encode()).hexdigest(), 16)
+    if user.startswith("Rate how well this response recovers"):  # chapter 3's recovery rubric
+        from esr_utils.recovery import RUBRIC_KINDS
+
+        grade = {"recovery": digest % 11, "kind": RUBRIC_KINDS[(digest >> 8) % len(RUBRIC_KINDS)]}
+        return f"<json>{json.dumps(grade)}</json>"
     with contextlib.suppress(ValueError):
         labels = json.loads(user[user.rfind("["):])
         if isinstance(labels, list) and all(isinstance(x, str) for x in labels):

@@ -23,7 +23,8 @@ PAPER_MODELS = [n for n, s in MODEL_REGISTRY.items() if s.sae.source in {"gemma_
 _SIZE_PREFIXES = ("N_",)
 _SIZE_SUFFIXES = ("_TOKENS", "_STEPS", "_LATENTS", "_LEVELS", "_PER_LATENT", "_SIZE", "_LEN",
                   "_CHARS", "_CUT", "_D_SAE")
-_SIZE_KEYS = {"WINDOW", "CANDIDATE_MULTIPLIER"}  # how many candidates are drawn
+# how many candidates are drawn; how many answer tokens are steered (a length)
+_SIZE_KEYS = {"WINDOW", "CANDIDATE_MULTIPLIER", "STEER_FIRST_K"}
 
 
 def _is_size(key: str) -> bool:

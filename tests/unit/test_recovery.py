@@ -60,3 +60,82 @@ def test_constructed_cases_have_the_shape_they_claim_and_tau_separates_them():
         assert recovery_kind(path, 0.5, 1) == case["expected"]
     with pytest.raises(ValueError, match="at least two different prompts"):
         constructed_cases(records[:1])
+
+
+# --- the LLM rubric ---------------------------------------------------------------------------
+
+class ScriptedClient:
+    """A chat backend that replies from a script and counts its calls."""
+
+    judge_id = "scripted:test"
+
+    def __init__(self, *replies):
+        self.replies, self.calls = list(replies), 0
+
+    def complete(self, system, user):
+        from esr_utils.judging.clients import ClientError
+
+        self.calls += 1
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise ClientError(str(reply))
+        return reply
+
+
+@pytest.mark.parametrize("raw, grade", [
+    ('<json>{"recovery": 8, "kind": "Gradual shift"}</json>', {"recovery": 8,
+                                                               "kind": "gradual shift"}),
+    ('sure: {"recovery": 3, "kind": "explicit restart"}', {"recovery": 3,
+                                                           "kind": "explicit restart"}),
+])
+def test_rubric_replies_are_read(raw, grade):
+    from esr_utils.recovery import parse_rubric
+
+    assert parse_rubric(raw) == grade
+
+
+@pytest.mark.parametrize("raw", ["no json here", '{"recovery": 11, "kind": "gradual shift"}',
+                                 '{"recovery": 5, "kind": "sideways"}', '{"kind": "no recovery"}'])
+def test_unreadable_or_out_of_range_rubric_replies_are_errors(raw):
+    from esr_utils.recovery import parse_rubric
+
+    assert "error" in parse_rubric(raw)
+
+
+@pytest.mark.parametrize("grade, kind", [
+    ({"recovery": 9, "kind": "explicit restart"}, "explicit recovery"),
+    ({"recovery": 7, "kind": "gradual shift"}, "implicit recovery"),
+    ({"recovery": 6, "kind": "gradual shift"}, "no recovery"),
+    ({"recovery": 10, "kind": "on topic throughout"}, "on topic from the start"),
+    ({"error": "failed"}, None),
+])
+def test_rubric_grades_map_onto_the_offline_kinds(grade, kind):
+    from esr_utils.recovery import rubric_kind
+
+    assert rubric_kind(grade) == kind
+
+
+def test_rubric_caches_good_grades_and_records_failures_without_raising(tmp_path):
+    from esr_utils.judging.cache import JudgeCache
+    from esr_utils.recovery import RecoveryRubric
+
+    client = ScriptedClient('<json>{"recovery": 8, "kind": "gradual shift"}</json>',
+                            RuntimeError("503 from the server"), "garbage",
+                            '{"recovery": 2, "kind": "no recovery"}')
+    rubric = RecoveryRubric(client, cache=JudgeCache(tmp_path, judge_id="rubric"),
+                            max_concurrent=1)
+    records = [{"prompt": PROMPT, "response": "a"}, {"prompt": PROMPT, "response": "b"}]
+    first = rubric.grade_many(records)
+    assert first[0] == {"recovery": 8, "kind": "gradual shift"} and "error" in first[1]
+    again = rubric.grade_many(records)  # the good grade from the cache; the garbage not cached
+    assert again[0] == first[0] and "error" in again[1] and client.calls == 3
+    assert rubric.grade(PROMPT, "b") == {"recovery": 2, "kind": "no recovery"}
+
+
+def test_the_dry_run_stub_answers_the_rubric_in_its_format():
+    from esr_utils.judging.stub_server import hashed_grade
+    from esr_utils.recovery import _RUBRIC_TASK, parse_rubric
+
+    grades = [parse_rubric(hashed_grade(_RUBRIC_TASK.format(prompt=PROMPT, response=f"r{i}")))
+              for i in range(8)]
+    assert all("error" not in g for g in grades) and len({g["kind"] for g in grades}) > 1
