@@ -100,7 +100,7 @@ def resolve_batching(batch_size: int | str, refill_fraction: float | None, model
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int ≥ 1 or 'auto', got {batch_size!r}")
         return batch_size, refill_fraction
-    longest = max(len(turn_ids(model.tokenizer, t.prompt, t.assistant_prefix)) for t in trials)
+    longest = max(len(_trial_ids(model.tokenizer, t)) for t in trials)
     size = auto_batch_size(model, prompt_tokens=longest, max_new_tokens=sampling.max_new_tokens)
     on_gpu = not model.remote and str(model.device).startswith("cuda")
     if refill_fraction is None and on_gpu:
@@ -108,13 +108,20 @@ def resolve_batching(batch_size: int | str, refill_fraction: float | None, model
     return size, refill_fraction
 
 
-def turn_ids(tokenizer, prompt: str, prefix: str = "") -> list[int]:
-    """One user turn in the chat template, then the assistant prefix tokenized on its own (so its
-    tokens are exactly `tokenizer(prefix)` and never merge with the assistant header)."""
+def turn_ids(tokenizer, prompt: str, prefix: str = "",
+             prefix_tokens: Sequence[int] = ()) -> list[int]:
+    """One user turn in the chat template, then the assistant prefix: `prefix_tokens` as given,
+    or `prefix` tokenized on its own (so its tokens are exactly `tokenizer(prefix)` and never
+    merge with the assistant header)."""
     ids = list(tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"])
     if prefix:
         ids += list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
-    return ids
+    return ids + list(prefix_tokens)
+
+
+def _trial_ids(tokenizer, trial) -> list[int]:
+    return turn_ids(tokenizer, trial.prompt, trial.assistant_prefix,
+                    getattr(trial, "prefix_tokens", ()))
 
 
 def left_pad(tokenizer, rows: Sequence[Sequence[int]]) -> dict:
@@ -267,7 +274,7 @@ def run_batches(model, items: Sequence[tuple[object, object]], *, sae, layer: in
     while queue or active:
         while queue and len(active) < batch_size:
             key, trial = queue.popleft()
-            active.append(_Row(key, trial, turn_ids(tok, trial.prompt, trial.assistant_prefix)))
+            active.append(_Row(key, trial, _trial_ids(tok, trial)))
         pause_after = None
         if refill_fraction is not None and queue:
             pause_after = max(1, round(refill_fraction * len(active)))

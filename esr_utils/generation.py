@@ -30,14 +30,17 @@ __all__ = ["Sampling", "Trial", "SeededSampler", "generate_trials", "tokenize_ch
 class Trial:
     """One generation: a user prompt, what is done to the residual stream, and its own seed.
 
-    `assistant_prefix` is text the answer is forced to start with ("" or None: none); the
-    steering applies to it as to every other token.
+    `assistant_prefix` is text the answer is forced to start with ("" or None: none), tokenized
+    on its own; `prefix_tokens` forces exact token ids instead (e.g. the first tokens a model
+    wrote, never re-tokenized), and then `assistant_prefix` must be empty. The steering applies
+    to a forced prefix as to every other token.
     """
 
     prompt: str
     steering: Steering = field(default_factory=Steering)
     seed: int = 0
     assistant_prefix: str = ""
+    prefix_tokens: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -47,6 +50,13 @@ class Trial:
         if not isinstance(self.assistant_prefix, str):
             raise ValueError(f"assistant_prefix must be text (or None), got "
                              f"{type(self.assistant_prefix).__name__}")
+        tokens = tuple(self.prefix_tokens or ())
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise ValueError(f"prefix_tokens must be token ids (ints ≥ 0), got {tokens[:8]!r}")
+        if tokens and self.assistant_prefix:
+            raise ValueError("give the forced opening as assistant_prefix (text) or as "
+                             "prefix_tokens (ids), not both")
+        object.__setattr__(self, "prefix_tokens", tokens)
 
     @property
     def uses_sae(self) -> bool:
@@ -58,6 +68,8 @@ class Trial:
                        steering=self.steering.key(), seed=self.seed)
         if self.assistant_prefix:  # absent when empty, so prefix-less ids stay as they were
             payload["assistant_prefix"] = self.assistant_prefix
+        if self.prefix_tokens:
+            payload["prefix_tokens"] = list(self.prefix_tokens)
         return digest(payload)[:16]
 
     def trial_id(self, model: str, layer: int, sampling: Sampling,
@@ -160,7 +172,8 @@ def generate_trials(
                                                len(trials)))
     extra = {i: {"content_id": c, "provenance": p} for i, c, p in zip(ids, contents, provenances)}
     # batching similar lengths together wastes less padding; results do not depend on order
-    todo.sort(key=lambda it: len(it[1].prompt) + len(it[1].assistant_prefix))
+    todo.sort(key=lambda it: len(it[1].prompt) + len(it[1].assistant_prefix)
+              + 4 * len(it[1].prefix_tokens))
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), unit="trial",
                desc=f"generating (batch {batch_size}"
                     + (f", refilled at {refill_fraction:.0%} done)" if refill_fraction else ")"),
@@ -219,10 +232,14 @@ def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: list[int],
     text = tok.decode(token_list, skip_special_tokens=True)
     # with a forced prefix, `response` is what the judge grades (prefix + continuation) and the
     # continuation is kept apart; `n_new_tokens` counts generated tokens only
-    forced = {"assistant_prefix": trial.assistant_prefix,
-              "n_prefix_tokens": len(tok(trial.assistant_prefix,
-                                         add_special_tokens=False)["input_ids"]),
-              "continuation": text} if trial.assistant_prefix else {}
+    prefix, forced = trial.assistant_prefix, {}
+    if trial.prefix_tokens:
+        prefix = tok.decode(list(trial.prefix_tokens), skip_special_tokens=True)
+        forced = {"prefix_tokens": list(trial.prefix_tokens)}
+    if prefix:
+        forced.update({"assistant_prefix": prefix, "continuation": text,
+                       "n_prefix_tokens": len(trial.prefix_tokens) or len(
+                           tok(prefix, add_special_tokens=False)["input_ids"])})
     return {
         "trial_id": trial_id,
         "model": model.spec.name,
@@ -235,7 +252,9 @@ def _record(model: LoadedModel, trial: Trial, trial_id: str, tokens: list[int],
            else {"steer_tokens": trial.steering.steer_tokens}),
         "seed": trial.seed,
         **asdict(sampling),
-        "response": trial.assistant_prefix + text,
+        "response": prefix + text,
+        # the generated ids themselves, so a later chapter can force exactly these tokens
+        "tokens": token_list,
         "n_new_tokens": len(token_list),
         "hit_eos": hit_eos,
         **forced,

@@ -1,9 +1,11 @@
 """The prefill control (chapter 3): a steered answer's opening, continued with steering off or on.
 
-For each stored steered episode and each cut point N (characters), the answer's first N
-characters (cut back to the last space, so the continuation starts a new word) are forced into
-the assistant turn, and the model continues from them with the same latent recorded at boost 0
-("unsteered") or at its stored boost ("steered"). The judge grades prefix plus continuation.
+For each stored steered episode and each cut point (N characters, a share of the answer, or
+just before its own restart: `cut_text`), the answer's opening (cut back to the last space, so
+the continuation starts a new word) is forced into the assistant turn, as the model's own tokens
+where the record kept them (`token_prefix`), and the model continues from it with the same
+latent recorded at boost 0 ("unsteered") or at its stored boost ("steered"). The judge grades
+prefix plus continuation.
 
 An episode whose stored answer is no longer than its cut has nothing left to continue, and one
 whose stored answer already restarted inside the prefix would count an old correction as new:
@@ -24,8 +26,9 @@ from esr_utils.metrics import summarize, wilson_interval
 from esr_utils.protocol import replay
 from esr_utils.threshold_search import trial_seed
 
-__all__ = ["cut_prefix", "restart_position", "PrefillEpisodes", "sample_episodes",
-           "prefill_episodes", "continue_episodes", "prefill_condition", "rate_rows", "METRICS"]
+__all__ = ["cut_prefix", "cut_text", "RESTART_CUT", "token_prefix", "restart_position",
+           "PrefillEpisodes", "sample_episodes", "prefill_episodes", "continue_episodes",
+           "prefill_condition", "rate_rows", "METRICS"]
 
 # (summary key, what it measures) as reported per cut point
 METRICS = (("multi_attempt_rate", "self-correction"),
@@ -69,21 +72,45 @@ def restart_position(record: dict) -> int | None:
     return -1 if start < 0 else start + len(first)
 
 
+def token_prefix(tokenizer, tokens: Sequence[int], text: str) -> tuple[int, ...]:
+    """The longest start of `tokens` whose decoded text is a start of `text`: the model's own
+    tokens for a prefix cut from its own answer, never re-tokenized. Decoded lengths grow with
+    the count, so a binary search finds the candidate and a short walk back makes it exact."""
+    def decoded(n):
+        return tokenizer.decode(list(tokens[:n]), skip_special_tokens=True)
+
+    lo, hi = 0, len(tokens)
+    while lo < hi:  # the largest n whose text is no longer than `text`
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(decoded(mid)) <= len(text) else (lo, mid - 1)
+    while lo and not text.startswith(decoded(lo)):
+        lo -= 1
+    return tuple(tokens[:lo])
+
+
 @dataclass
 class PrefillEpisodes:
-    """One cut point's episodes: the stored steered records kept, their prefixes, what was left
-    out and why."""
+    """One cut point's episodes: the stored steered records kept, their prefixes (text, and the
+    model's own token ids where the record kept them), what was left out and why."""
 
-    n_chars: int
+    cut: int | str
     records: list[dict]
     prefixes: list[str]
     too_short: int
     restarted_in_prefix: int
     unplaced: int
+    prefix_tokens: list[tuple[int, ...] | None] | None = None
 
     @property
     def n(self) -> int:
         return len(self.records)
+
+    @property
+    def openings(self) -> list:
+        """What each episode's answer is forced to start with: its exact token ids where
+        known, else its prefix text (tokenized again)."""
+        ids = self.prefix_tokens or [None] * self.n
+        return [t if t else text for text, t in zip(self.prefixes, ids)]
 
 
 def sample_episodes(records: Sequence[dict], n: int, seed: int) -> list[dict]:
@@ -98,24 +125,57 @@ def sample_episodes(records: Sequence[dict], n: int, seed: int) -> list[dict]:
     return [records[i] for i in sorted(chosen)]
 
 
-def prefill_episodes(records: Sequence[dict], n_chars: int) -> PrefillEpisodes:
-    """The episodes usable at cut `n_chars`, with each one's prefix."""
+RESTART_CUT = "restart"
+
+
+def cut_text(record: dict, cut: int | str) -> str | None:
+    """The opening of `record`'s answer for one cut point: `cut` characters (an int), a share of
+    its own length ("50%"), or everything before its first restart ("restart": None without
+    one). Character cuts go back to the last space (`cut_prefix`)."""
+    text = record["response"]
+    if cut == RESTART_CUT:
+        at = restart_position(record)
+        return text[:at].rstrip() or None if at else None
+    if isinstance(cut, str) and cut.endswith("%"):
+        share = float(cut[:-1]) / 100
+        if not 0 < share < 1:
+            raise ValueError(f"a share cut must lie strictly between 0% and 100%, got {cut!r}")
+        return cut_prefix(text, max(1, round(share * len(text)))) if len(text) > 1 else None
+    if isinstance(cut, bool) or not isinstance(cut, int):
+        raise ValueError(f"a cut is a number of characters, a share like '50%' or "
+                         f"{RESTART_CUT!r}, got {cut!r}")
+    return cut_prefix(text, cut)
+
+
+def prefill_episodes(records: Sequence[dict], cut: int | str, tokenizer=None) -> PrefillEpisodes:
+    """The episodes usable at `cut` (see `cut_text`), with each one's prefix; with the model's
+    `tokenizer`, also the prefix as the answer's own tokens (records that kept them).
+
+    At the "restart" cut only answers with a restart are kept; the others count as too short.
+    """
     kept, prefixes, short, restarted, unplaced = [], [], 0, 0, 0
     for r in records:
-        prefix = cut_prefix(r["response"], n_chars)
-        if prefix is None:
-            short += 1
-            continue
         at = restart_position(r)
         if at == -1:
             unplaced += 1
             continue
-        if at is not None and at < len(prefix):
+        prefix = cut_text(r, cut)
+        if prefix is None:
+            short += 1
+            continue
+        if cut != RESTART_CUT and at is not None and at < len(prefix):
             restarted += 1
             continue
         kept.append(r)
         prefixes.append(prefix)
-    return PrefillEpisodes(n_chars, kept, prefixes, short, restarted, unplaced)
+    ids = None
+    if tokenizer is not None:
+        ids = [token_prefix(tokenizer, r["tokens"], p) if r.get("tokens") and
+               not r.get("assistant_prefix") else None for r, p in zip(kept, prefixes)]
+        # the forced text is what the exact tokens decode to (a start of the cut)
+        prefixes = [tokenizer.decode(list(t), skip_special_tokens=True) if t else p
+                    for p, t in zip(prefixes, ids)]
+    return PrefillEpisodes(cut, kept, prefixes, short, restarted, unplaced, ids)
 
 
 def continue_episodes(run: EsrRun, episodes: PrefillEpisodes, prefixes: Sequence[str], *,
@@ -139,7 +199,7 @@ def prefill_condition(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool, 
                       compute: str = "allow", progress: bool = True) -> list[dict]:
     """The episodes continued from their prefixes, steering off (boost 0, latent kept) or on (the
     stored boost), at the stored seeds and sampling but `max_new_tokens` continuation tokens."""
-    return continue_episodes(run, episodes, episodes.prefixes,
+    return continue_episodes(run, episodes, episodes.openings,
                              boost_scale=1.0 if steered else 0.0, model=model, sae=sae,
                              judge=judge, directory=directory, max_new_tokens=max_new_tokens,
                              compute=compute, progress=progress)

@@ -239,7 +239,7 @@ def run_protocol(model, sae, judge, prompts, settings: ProtocolSettings, directo
 def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path,
            condition: str = "steered", ablate: Sequence[int] = (), meta_prompt: str | None = None,
            new_seeds: int | None = None,
-           assistant_prefix: str | Sequence[str] | None = None,
+           assistant_prefix: str | Sequence[str | Sequence[int]] | None = None,
            boost_scale: float = 1.0, steer_tokens: int | None = None,
            sampling: Sampling | None = None, compute: str = "allow",
            progress: bool = True) -> list[dict]:
@@ -253,7 +253,8 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
             latent's label. The judge grades the prompt so assembled.
         new_seeds: a salt for fresh sampling seeds (None keeps the stored seeds).
         assistant_prefix: text each answer is forced to start with, one for all trials or one
-            per stored trial (e.g. each steered response's own opening); None or "": none.
+            per stored trial (e.g. each steered response's own opening, as text or as its exact
+            token ids); None or "": none.
         boost_scale: multiplies every stored boost.
         steer_tokens: steer only while the first `steer_tokens` answer tokens are sampled
             (`Steering.steer_tokens`); None: throughout.
@@ -277,7 +278,9 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         steering = Steering(r["latent_id"], r["boost"] * boost_scale,
                             ablate=tuple(r["ablate"]) + tuple(ablate), steer_tokens=steer_tokens)
         seed = r["seed"] if new_seeds is None else trial_seed(new_seeds, "replay", r["seed"])
-        trials.append(Trial(prompt, steering, seed=seed, assistant_prefix=prefix))
+        ids = () if isinstance(prefix, str) else tuple(prefix)  # exact token ids, or text
+        trials.append(Trial(prompt, steering, seed=seed, assistant_prefix="" if ids else prefix,
+                            prefix_tokens=ids))
         labels.append(label)
     return judged_trials(model, trials, labels, judge=judge, directory=directory, sae=sae,
                          sampling=sampling, batch_size=run.settings.batch_size, compute=compute,

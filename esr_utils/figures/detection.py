@@ -20,22 +20,27 @@ def prefill_rates(rows: pd.DataFrame, metrics=("self-correction", "improved | co
     condition, Wilson 95% intervals; a last panel with the paper's 70B reference.
 
     `rows` has columns model, condition, cut, metric, rate, lo, hi (from `prefill.rate_rows`).
+    Cuts are placed in the order given: characters, shares of the answer ("50%"), "restart".
     """
     fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.2 * (len(metrics) + 1), 3.8))
     styles = {"unsteered continuation": "-", "steered continuation": "--",
               "stored steered answer": ":"}
     groups = list(rows.groupby(["model", "condition"], sort=False))
     colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(rows["model"]))}
+    position = {c: i for i, c in enumerate(dict.fromkeys(rows["cut"]))}
     for ax, metric in zip(axes, metrics):
         for (model, condition), frame in groups:
-            f = frame[frame.metric == metric].sort_values("cut")
+            f = frame[frame.metric == metric]
             if f.empty:
                 continue
-            ax.errorbar(f.cut, 100 * f.rate, yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
+            ax.errorbar([position[c] for c in f.cut], 100 * f.rate,
+                        yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
                         ls=styles.get(condition, "-"), marker="o", capsize=3,
                         color=colours[model], label=f"{model}, {condition}")
-        ax.set(xlabel="prefix length (characters)", ylabel=f"{metric} (%)", title=metric,
-               ylim=(0, 100))
+        ax.set_xticks(list(position.values()),
+                      ["before\nrestart" if c == "restart" else str(c) for c in position])
+        ax.set(xlabel="cut (characters, share, or before the restart)",
+               ylabel=f"{metric} (%)", title=metric, ylim=(0, 100))
     axes[0].legend(fontsize=7, loc="upper left")
     ref = axes[-1]
     cuts = list(PAPER_PREFILL_70B)

@@ -22,7 +22,7 @@ PAPER_MODELS = [n for n, s in MODEL_REGISTRY.items() if s.sae.source in {"gemma_
 # the keys the dry run may change: how many, how long, how big a batch; nothing else
 _SIZE_PREFIXES = ("N_",)
 _SIZE_SUFFIXES = ("_TOKENS", "_STEPS", "_LATENTS", "_LEVELS", "_PER_LATENT", "_SIZE", "_LEN",
-                  "_CHARS", "_CUT", "_D_SAE")
+                  "_CHARS", "_CUT", "_CUTS", "_D_SAE")
 # how many candidates are drawn; how many answer tokens are steered (a length)
 _SIZE_KEYS = {"WINDOW", "CANDIDATE_MULTIPLIER", "STEER_FIRST_K"}
 

@@ -58,11 +58,9 @@ def test_ids_without_prefix_are_unchanged_and_prefixes_never_collide():
         Trial("Hi?", assistant_prefix=[1, 2])
 
 
-def test_greedy_continuation_starts_exactly_at_the_cut(embedded_tokenizer):
+def test_greedy_continuation_starts_exactly_at_the_cut(embedded, embedded_tokenizer):
     """Greedy decoding from its own first k tokens continues as the plain trial did."""
-    from esr_utils.models import load_model
-
-    model = load_model("smollm2-135m-instruct", device="cpu")
+    model = embedded
     sampling = Sampling(temperature=0.0, max_new_tokens=16)
     plain = generate_trials(model, [Trial(PROMPTS[0])], sampling=sampling, progress=False)[0]
     tokens = embedded_tokenizer(plain["response"], add_special_tokens=False)["input_ids"]
@@ -92,3 +90,43 @@ def test_each_row_depends_only_on_its_own_prefix(tiny_model, tiny_sae):
         assert solo["response"] == record["response"], trial
         assert record["response"].startswith(trial.assistant_prefix)
     assert batched[0]["trial_id"] != batched[1]["trial_id"]
+
+
+def test_forced_token_ids_continue_exactly_where_the_model_was(embedded):
+    """A prefix given as the model's own token ids (never re-tokenized) continues token for token
+    as the plain trial did, and the record keeps prefix and continuation apart."""
+    greedy = Sampling(temperature=0.0, max_new_tokens=16)
+    plain = generate_trials(embedded, [Trial(PROMPTS[1])], sampling=greedy, progress=False)[0]
+    cut = tuple(plain["tokens"][:7])
+    forced = generate_trials(embedded, [Trial(PROMPTS[1], prefix_tokens=cut)],
+                             sampling=Sampling(temperature=0.0, max_new_tokens=9),
+                             progress=False)[0]
+    assert forced["prefix_tokens"] == list(cut) and forced["n_prefix_tokens"] == 7
+    assert forced["tokens"] == plain["tokens"][7:]
+    assert forced["response"] == forced["assistant_prefix"] + forced["continuation"]
+    assert forced["response"] == plain["response"]
+
+
+def test_token_prefixes_are_checked_and_keyed_apart_from_text():
+    sampling = Sampling(max_new_tokens=8)
+    with pytest.raises(ValueError, match="not both"):
+        Trial("Hi?", assistant_prefix="Sure", prefix_tokens=(5,))
+    with pytest.raises(ValueError, match="token ids"):
+        Trial("Hi?", prefix_tokens=(5, "x"))
+    ids = {Trial("Hi?", seed=5, **kw).content_id("m", 2, sampling)
+           for kw in ({}, {"prefix_tokens": (5,)}, {"prefix_tokens": (5, 6)},
+                      {"assistant_prefix": "Sure"})}
+    assert len(ids) == 4
+
+
+def test_a_token_prefix_is_the_longest_start_of_the_answer_inside_the_cut(embedded_tokenizer):
+    from esr_utils.prefill import cut_prefix, token_prefix
+
+    text = "Baking bread takes flour, water, salt and yeast, and a little patience."
+    tokens = embedded_tokenizer(text, add_special_tokens=False)["input_ids"]
+    cut = cut_prefix(text, 30)
+    ids = token_prefix(embedded_tokenizer, tokens, cut)
+    assert embedded_tokenizer.decode(list(ids)) == cut  # a cut before a space is a token boundary
+    inside = token_prefix(embedded_tokenizer, tokens, text[:9])  # "Baking br": inside a token
+    assert text[:9].startswith(embedded_tokenizer.decode(list(inside)))
+    assert len(inside) < len(ids) and token_prefix(embedded_tokenizer, tokens, "") == ()

@@ -7,6 +7,7 @@ import pytest
 from esr_utils.metrics import wilson_interval
 from esr_utils.prefill import (
     cut_prefix,
+    cut_text,
     prefill_episodes,
     rate_rows,
     restart_position,
@@ -50,6 +51,24 @@ def test_episodes_drop_short_answers_and_restarts_inside_the_prefix():
     # "early" restarted inside its prefix "Cats. Wait, no.": its correction is not new
     assert episodes.prefixes == ["Cats purr loudly and", "Cats purr loudly and"]
     assert (episodes.too_short, episodes.restarted_in_prefix, episodes.unplaced) == (1, 1, 1)
+
+
+def test_cuts_by_share_and_just_before_the_models_own_restart():
+    response = "Cats purr loudly. Wait, that is off topic. To bake bread, mix flour."
+    rec = _record(response, [("Cats purr loudly.", 5), ("To bake bread, mix flour.", 80)])
+    assert cut_text(rec, "50%") == cut_prefix(response, round(len(response) / 2))
+    assert cut_text(rec, "restart") == "Cats purr loudly."
+    assert cut_text(_record(response, [(response, 40)]), "restart") is None
+    assert cut_text(rec, 20) == cut_prefix(response, 20)
+    for bad in ("0%", "100%", "half", 2.5):
+        with pytest.raises(ValueError):
+            cut_text(rec, bad)
+    plain = _record("Cats purr loudly and sleep most of the day long.", [("Cats purr", 10)])
+    episodes = prefill_episodes([rec, plain], "restart")
+    # only the answer that restarted has a restart to stop before; it is not "restarted in the
+    # prefix", since the prefix ends where the restart begins
+    assert episodes.records == [rec] and episodes.prefixes == ["Cats purr loudly."]
+    assert (episodes.too_short, episodes.restarted_in_prefix) == (1, 0)
 
 
 def test_rate_rows_count_exactly_with_wilson_intervals():
