@@ -39,7 +39,7 @@ def test_fingerprint_follows_code_not_comments_or_docstrings(tmp_path, monkeypat
         reformatted = source.replace('"""Steering and zero-ablation', '"""Reworded docstring') \
             + "\n# a comment\n"
         assert fingerprint_of(reformatted) == original
-        changed = source.replace("return out + self.add", "return out - self.add")
+        changed = source.replace("return out + add.to(h.dtype)", "return out - add.to(h.dtype)")
         assert changed != source and fingerprint_of(changed) != original
     finally:
         provenance._parsed.cache_clear()
