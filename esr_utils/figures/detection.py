@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 __all__ = ["prefill_rates", "first_k_rates", "decomposition", "PAPER_PREFILL_70B"]
@@ -13,6 +14,12 @@ __all__ = ["prefill_rates", "first_k_rates", "decomposition", "PAPER_PREFILL_70B
 # episodes was at 2-3%
 PAPER_PREFILL_70B = {500: 7.0, 1100: 13.5, 1500: 11.3, 2000: 11.9}
 PAPER_STEERED_70B = (2.0, 3.0)
+
+
+def _yerr(f: pd.DataFrame) -> list:
+    """Error bars in % from rate, lo, hi; a Wilson bound that rounding puts a hair past the rate
+    (e.g. 1 - 1e-16 at k = n) is drawn as 0, not rejected."""
+    return [np.clip(100 * (f.rate - f.lo), 0, None), np.clip(100 * (f.hi - f.rate), 0, None)]
 
 
 def prefill_rates(rows: pd.DataFrame, metrics=("self-correction", "improved | corrected", "ESR")):
@@ -34,7 +41,7 @@ def prefill_rates(rows: pd.DataFrame, metrics=("self-correction", "improved | co
             if f.empty:
                 continue
             ax.errorbar([position[c] for c in f.cut], 100 * f.rate,
-                        yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
+                        yerr=_yerr(f),
                         ls=styles.get(condition, "-"), marker="o", capsize=3,
                         color=colours[model], label=f"{model}, {condition}")
         ax.set_xticks(list(position.values()),
@@ -68,7 +75,7 @@ def first_k_rates(rows: pd.DataFrame):
     styles = dict(zip(dict.fromkeys(rows["metric"]), ["-", "--", ":", "-."]))
     for (model, metric), f in rows.groupby(["model", "metric"], sort=False):
         x = [k_all if k == "all" else k for k in f.k]
-        ax.errorbar(x, 100 * f.rate, yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)],
+        ax.errorbar(x, 100 * f.rate, yerr=_yerr(f),
                     ls=styles[metric], marker="o", capsize=3, color=colours[model],
                     label=f"{model}, {metric}")
     ticks = sorted(set(numeric)) + [k_all]
@@ -91,7 +98,7 @@ def decomposition(rows: pd.DataFrame):
         f = rows[rows.quantity == quantity].set_index("model").reindex(models)
         x = [i + (j - (len(quantities) - 1) / 2) * width for i in range(len(models))]
         ax.bar(x, 100 * f.rate, width, color=f"C{j}", label=quantity,
-               yerr=[100 * (f.rate - f.lo), 100 * (f.hi - f.rate)], capsize=3)
+               yerr=_yerr(f), capsize=3)
     ax.set_xticks(range(len(models)), models)
     ax.set(ylabel="%", ylim=(0, 100), title="Detection × staying on topic vs measured ESR")
     ax.legend(fontsize=7)

@@ -90,3 +90,19 @@ def test_sampled_episodes_are_a_seeded_subset_in_stored_order():
     assert sample_episodes(records, 50, seed=1) == records
     with pytest.raises(ValueError, match="N_EPISODES must be ≥ 1"):
         sample_episodes(records, 0, seed=1)
+
+
+def test_the_figure_draws_rates_at_0_of_n_and_n_of_n_and_empty_cuts():
+    """Wilson bounds a hair past the rate (1 - 1e-16 at k = n) once stopped chapter 3's figure."""
+    import numpy as np
+    import pandas as pd
+
+    from esr_utils.figures import prefill_rates
+
+    hi = wilson_interval(5, 5)[1]
+    rows = pd.DataFrame([{"model": "m", "condition": "unsteered continuation", "cut": cut,
+                          "metric": "ESR", "rate": rate, "lo": lo, "hi": top}
+                         for cut, rate, lo, top in [(100, 1.0, 0.5, min(hi, 1 - 1e-16)),
+                                                    ("50%", 0.0, 1e-17, 0.3),
+                                                    ("restart", np.nan, np.nan, np.nan)]])
+    assert len(prefill_rates(rows, metrics=("ESR",)).axes) == 2
