@@ -190,18 +190,16 @@ class RecoveryRubric:
 
     def grade(self, prompt: str, response: str) -> dict:
         item = JudgeInput(prompt, response)
-        raw = self.cache.get(item, RUBRIC_VERSION)
+        raw = cached = self.cache.get(item, RUBRIC_VERSION)
         if raw is None:
             try:
                 raw = self.client.complete(_RUBRIC_SYSTEM, _RUBRIC_TASK.format(
                     prompt=prompt, response=response))
             except ClientError as exc:
                 return {"error": f"rubric call failed: {exc}"}
-            grade = parse_rubric(raw)
-            if "error" not in grade:  # an unreadable reply is asked again on the next run
-                self.cache.put(item, raw, RUBRIC_VERSION)
-        else:
-            grade = parse_rubric(raw)
+        grade = parse_rubric(raw)
+        if cached is None and "error" not in grade:  # an unreadable reply is asked again
+            self.cache.put(item, raw, RUBRIC_VERSION)
         if "error" in grade:
             count(self.client.judge_id, unparsable=1)
         return grade
