@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from esr_utils.esr_run import EsrRun
-from esr_utils.metrics import rate_difference, summarize, wilson_interval
+from esr_utils.metrics import Rate, rate_difference, summarize, wilson_interval
 from esr_utils.protocol import replay
+from esr_utils.recovery import recovery_rates
 
 __all__ = ["PAPER_70B_ABLATION", "activity_profile", "matched_random_sets", "match_tolerance",
-           "check_ablation_layer", "ablation_replay", "condition_rows", "printable"]
+           "check_ablation_layer", "ablation_replay", "condition_rows", "recovery_rows",
+           "printable"]
 
 # the paper code's 70B setting, stated as data: steering and ablation layer, SAE read-out layer
 PAPER_70B_ABLATION = {"model": "llama-3.3-70b-instruct", "ablation_layer": 33, "sae_layer": 50}
@@ -115,6 +117,15 @@ def ablation_replay(run: EsrRun, latents: Sequence[int], *, model, sae, judge,
                   progress=progress)
 
 
+def _rate_columns(label: str, r: Rate, ref: Rate) -> dict:
+    """`label %` with its Wilson interval, and its difference from `ref` with its interval
+    (percentage points)."""
+    lo, hi = wilson_interval(r.k, r.n)
+    d, dlo, dhi = rate_difference(ref, r)
+    return {f"{label} %": 100 * r.p, f"{label} CI": (100 * lo, 100 * hi),
+            f"{label} Δ": 100 * d, f"{label} Δ CI": (100 * dlo, 100 * dhi)}
+
+
 def condition_rows(records: Mapping[str, Sequence[dict]], baseline: str) -> list[dict]:
     """Per condition: n, mean first score, multi-attempt and ESR rates with Wilson 95%
     intervals, and each rate's difference from `baseline` with its 95% interval (points)."""
@@ -126,11 +137,21 @@ def condition_rows(records: Mapping[str, Sequence[dict]], baseline: str) -> list
                "first score": s["mean_first_score"].mean,
                "first score CI": s["mean_first_score"].ci}
         for key, label in (("multi_attempt_rate", "multi-attempt"), ("esr_rate", "ESR")):
-            r = s[key]
-            lo, hi = wilson_interval(r.k, r.n)
-            d, dlo, dhi = rate_difference(ref[key], r)
-            row.update({f"{label} %": 100 * r.p, f"{label} CI": (100 * lo, 100 * hi),
-                        f"{label} Δ": 100 * d, f"{label} Δ CI": (100 * dlo, 100 * dhi)})
+            row.update(_rate_columns(label, s[key], ref[key]))
+        rows.append(row)
+    return rows
+
+
+def recovery_rows(kinds: Mapping[str, Sequence[str]], baseline: str) -> list[dict]:
+    """Per condition: explicit and implicit recovery (`recovery.recovery_kinds` of its answers)
+    among the answers long enough to classify, with intervals and differences from `baseline`."""
+    ref = recovery_rates(kinds[baseline])
+    rows = []
+    for name, found in kinds.items():
+        rates = recovery_rates(found)
+        row = {"condition": name, "n classified": rates["recovery"].n}
+        for label in ("explicit recovery", "implicit recovery"):
+            row.update(_rate_columns(label, rates[label], ref[label]))
         rows.append(row)
     return rows
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,17 +105,17 @@ def _disk_problem(spec: ModelSpec, dtype: str, cache: Path) -> str | None:
     return None
 
 
-def preflight(spec: ModelSpec, *, backend: str = "local", judge: str | None = None,
-              device: str = "auto", dtype: str = "bfloat16", hf_cache: Path | None = None,
+def preflight(spec: ModelSpec, *, backend: str = "local",
+              judge: str | Sequence[str] | None = None, device: str = "auto",
+              dtype: str = "bfloat16", hf_cache: Path | None = None,
               check_ndif_status: bool = True) -> None:
     """Raise `PreflightError` listing every missing credential, resource or service for this run.
 
-    The embedded model needs nothing and passes at once (apart from the judge's key).
+    `judge` is one judge spec or several (every LLM the run calls). The embedded model needs
+    nothing and passes at once (apart from the judges' keys).
     """
-    problems = []
-    judge_problem = _judge_key_problem(judge)
-    if judge_problem:
-        problems.append(judge_problem)
+    judges = [judge] if judge is None or isinstance(judge, str) else list(judge)
+    problems = [p for p in dict.fromkeys(map(_judge_key_problem, judges)) if p]
     if spec.sae.source != "embedded" and not stand_ins.active():  # stand-ins need no weights
         if backend == "remote":
             if not _ndif_key():
@@ -175,9 +176,10 @@ class RunEstimate:
     def __str__(self) -> str:
         cost = ("unknown (no price given)" if self.judge_cost_usd is None
                 else f"${self.judge_cost_usd:,.2f}")
-        hours = "unknown" if self.generation_hours is None else f"{self.generation_hours:.1f} h"
+        hours = ("no time estimate for this model here" if self.generation_hours is None
+                 else f"about {self.generation_hours:.1f} h")
         return (f"{self.trials:,} trials, {self.generated_tokens:,} generated tokens "
-                f"(about {hours}); {self.judge_calls:,} judge calls, "
+                f"({hours}); {self.judge_calls:,} judge calls, "
                 f"{self.judge_input_tokens:,} in / {self.judge_output_tokens:,} out tokens: {cost}")
 
 

@@ -22,14 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from esr_utils.judging.cache import JudgeCache
 from esr_utils.judging.clients import ClientError, count
 from esr_utils.judging.segmenting import split_sentences
 from esr_utils.judging.types import JudgeInput
+from esr_utils.metrics import Rate, rate
 
-__all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "KINDS", "tau_from_answers",
-           "constructed_cases", "RecoveryRubric", "RUBRIC_KINDS", "rubric_kind"]
+__all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "recovery_kinds",
+           "recovery_rates", "KINDS", "tau_from_answers", "constructed_cases", "RecoveryRubric",
+           "RUBRIC_KINDS", "rubric_kind"]
 
 KINDS = ("explicit recovery", "implicit recovery", "no recovery", "on topic from the start",
          "too short")
@@ -96,6 +99,27 @@ def recovery_kind(path: Trajectory, tau: float, n_attempts: int, min_sentences: 
     if path.end < tau:
         return "no recovery"
     return "explicit recovery" if n_attempts > 1 else "implicit recovery"
+
+
+def recovery_kinds(records: Sequence[dict], tau: float,
+                   embed: Callable[[Sequence[str]], np.ndarray]) -> list[str]:
+    """`recovery_kind` of each stored answer, with the attempt count the judge gave it."""
+    return [recovery_kind(trajectory(r["prompt"], r["response"], embed), tau,
+                          len(r.get("attempts") or [])) for r in records]
+
+
+def recovery_rates(kinds: Sequence[str]) -> dict[str, Rate]:
+    """Explicit, implicit and any recovery among the answers long enough to classify.
+
+    >>> {k: str(r) for k, r in recovery_rates(["explicit recovery", "implicit recovery",
+    ...                                        "no recovery", "too short"]).items()}["recovery"]
+    '66.7% [13.3, 100.0] (2/3)'
+    """
+    n = len(kinds) - list(kinds).count("too short")
+    explicit, implicit = list(kinds).count("explicit recovery"), list(kinds).count(
+        "implicit recovery")
+    return {"explicit recovery": rate(explicit, n), "implicit recovery": rate(implicit, n),
+            "recovery": rate(explicit + implicit, n)}
 
 
 def _sentences(text: str) -> list[str]:
@@ -191,12 +215,17 @@ class RecoveryRubric:
     def grade(self, prompt: str, response: str) -> dict:
         item = JudgeInput(prompt, response)
         raw = cached = self.cache.get(item, RUBRIC_VERSION)
-        if raw is None:
+        if raw is not None:
+            count(self.client.judge_id, cache_hits=1)
+        else:
             try:
                 raw = self.client.complete(_RUBRIC_SYSTEM, _RUBRIC_TASK.format(
                     prompt=prompt, response=response))
             except ClientError as exc:
                 return {"error": f"rubric call failed: {exc}"}
+            except Exception as exc:  # a grader must never stop the chapter (as `LLMJudge`)
+                count(self.client.judge_id, failed=1, unexpected=1)
+                return {"error": f"rubric call failed: {exc!r}"}
         grade = parse_rubric(raw)
         if cached is None and "error" not in grade:  # an unreadable reply is asked again
             self.cache.put(item, raw, RUBRIC_VERSION)
@@ -204,10 +233,20 @@ class RecoveryRubric:
             count(self.client.judge_id, unparsable=1)
         return grade
 
-    def grade_many(self, records: Sequence[dict]) -> list[dict]:
+    def grade_many(self, records: Sequence[dict], *, progress: bool = True) -> list[dict]:
         """One grade per record (its `prompt` and `response`), in order."""
+        bar = tqdm(total=len(records), desc=f"recovery rubric ({self.client.judge_id})",
+                   unit="resp", disable=not progress)
+
+        def one(record):
+            grade = self.grade(record["prompt"], record["response"])
+            bar.update(1)
+            return grade
+
         with ThreadPoolExecutor(max_workers=self.max_concurrent) as pool:
-            return list(pool.map(lambda r: self.grade(r["prompt"], r["response"]), records))
+            grades = list(pool.map(one, records))
+        bar.close()
+        return grades
 
 
 def parse_rubric(raw: str) -> dict:

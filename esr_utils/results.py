@@ -16,7 +16,7 @@ from esr_utils.judging.clients import call_counts
 from esr_utils.paths import REPO_ROOT
 from esr_utils.provenance import installed_versions
 
-__all__ = ["ResultsStore", "package_versions", "write_run_card"]
+__all__ = ["ResultsStore", "package_versions", "git_revision", "write_run_card"]
 
 _TRACKED_PACKAGES = ("esr_utils", "torch", "transformers", "nnsight", "sae-lens", "numpy",
                      "papermill", "jupyter-book")
@@ -62,7 +62,8 @@ def package_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **installed_versions(_TRACKED_PACKAGES)}
 
 
-def _git_sha() -> str:
+def git_revision() -> str:
+    """The short commit of the repository's HEAD ('unknown' outside a git checkout)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=5)
@@ -74,11 +75,11 @@ def _git_sha() -> str:
 def write_run_card(directory: str | Path, config: dict, timings: dict | None = None,
                    estimates: dict | None = None) -> Path:
     """Write `run_card.json`: config, seeds, package versions, git revision, timings, the
-    estimates printed before the work (`throughput.estimate_chapter2`), and the LLM judge calls
+    estimates printed before the work (`throughput.estimate_work`), and the LLM judge calls
     this process made (calls, retries, failures by kind), if any."""
     card = {
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git": _git_sha(),
+        "git": git_revision(),
         "config": config,
         "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),

@@ -25,7 +25,8 @@ from esr_utils.config import PROFILES, check_parameters, load_profile, notebook_
 from esr_utils.memory import ChildPeakMemory
 from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
 
-__all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters", "main"]
+__all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters",
+           "record_execution", "main"]
 
 
 def _toc_files(node) -> list[str]:
@@ -146,24 +147,29 @@ def preflight_chapters(profile: str, stems: list[str]) -> None:
     Raises `PreflightError` listing each missing key, GPU, disk or NDIF deployment with its fix.
     """
     from esr_utils.models import backend_for, get_spec
-    from esr_utils.preflight import preflight
+    from esr_utils.preflight import PreflightError, preflight
 
-    seen = set()
+    # every (model, backend, device) once, with every LLM the chapters using it will call
+    runs: dict[tuple, set[str]] = {}
     for stem in stems:
         params = notebook_parameters(profile, stem)
         # every LLM a chapter calls: its judge, the concreteness rater, the recovery rubric
         judges = {params.get("JUDGE"), params.get("RECOVERY_JUDGE"),
                   str(params.get("CONCRETENESS", "")).removeprefix("llm:")}
-        judges = sorted(j for j in judges if j and j not in {"none", "proxy"})
         for name in params.get("MODELS") or [params["MODEL"]]:
             spec = get_spec(name)
-            backend = backend_for(spec, params.get("BACKEND", "local"))
-            for judge in judges or [None]:
-                key = (spec.name, backend, judge, params.get("DEVICE", "auto"))
-                if key not in seen:
-                    seen.add(key)
-                    preflight(spec, backend=backend, judge=judge,
-                              device=params.get("DEVICE", "auto"))
+            key = (spec.name, backend_for(spec, params.get("BACKEND", "local")),
+                   params.get("DEVICE", "auto"))
+            runs.setdefault(key, set()).update(j for j in judges
+                                               if j and j not in {"none", "proxy"})
+    problems = []
+    for (name, backend, device), judges in runs.items():
+        try:
+            preflight(get_spec(name), backend=backend, judge=sorted(judges), device=device)
+        except PreflightError as err:
+            problems.append(f"{name} ({backend}): {err}")
+    if problems:
+        raise PreflightError("\n".join(problems))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +207,7 @@ def _run_chapters(args, stems: list[str], stub=None) -> int:
         except PreflightError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    report, failed = {}, []
+    failed = []
     for stem in stems:
         print(f"[{args.profile}] {stem} ...", flush=True)
         if stub is not None:  # every chapter of a dry run meets the injected faults
@@ -212,17 +218,33 @@ def _run_chapters(args, stems: list[str], stub=None) -> int:
         except Exception as err:  # report every failing chapter, then fail the run
             print(f"[{args.profile}] {stem} FAILED: {type(err).__name__}: {err}", flush=True)
             failed.append(stem)
-            report[stem] = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]}
+            record_execution(args.profile, stem, {
+                "status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]})
             if not args.keep_going:
                 break
             continue
         print(f"[{args.profile}] {stem} done in {seconds:.0f} s", flush=True)
-        report[stem] = {"status": "ok", "seconds": round(seconds, 1),
-                        "peak_rss_mb": memory.peak_mb}
-    EXECUTED_NOTEBOOKS_DIR.mkdir(parents=True, exist_ok=True)
-    (EXECUTED_NOTEBOOKS_DIR / f"execution_report_{args.profile}.json").write_text(
-        json.dumps(report, indent=2))
+        record_execution(args.profile, stem, {"status": "ok", "seconds": round(seconds, 1),
+                                              "peak_rss_mb": memory.peak_mb})
     return 1 if failed else 0
+
+
+def record_execution(profile: str, stem: str, entry: dict, directory: Path | None = None) -> Path:
+    """Add one chapter's outcome to `execution_report_<profile>.json` as soon as it is known.
+
+    Each chapter keeps its latest entry, stamped with the time and the code revision, so a run
+    of a few chapters (`--only`) or a run that stopped half-way leaves the others' entries in
+    place; the benchmark appendix reads the report (`benchmarks.run.chapter_times`).
+    """
+    from esr_utils.results import git_revision
+
+    path = Path(directory or EXECUTED_NOTEBOOKS_DIR) / f"execution_report_{profile}.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[stem] = {**entry, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "git": git_revision()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path
 
 
 if __name__ == "__main__":

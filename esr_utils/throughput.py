@@ -13,6 +13,7 @@ Prompt prefills are left out: a prompt of ~100 tokens costs a few decoding steps
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -24,7 +25,8 @@ from esr_utils.models import ModelSpec, get_spec
 from esr_utils.preflight import RunEstimate, estimate_run
 
 __all__ = ["Gpu", "A100_80GB", "ARCHITECTURES", "JUDGE_PRICES", "decode_tokens_per_second",
-           "chapter2_tokens", "estimate_chapter2", "wall_time_table"]
+           "chapter2_tokens", "replay_work", "estimate_chapter2", "estimate_work",
+           "wall_time_table"]
 
 
 @dataclass(frozen=True)
@@ -112,15 +114,33 @@ def chapter2_tokens(settings: ProtocolSettings, spec: ModelSpec, *, sweep: bool,
     return work
 
 
+def replay_work(run, spec: ModelSpec, replays: int, *, records: int | None = None,
+                max_new_tokens: int | None = None) -> tuple[int, int]:
+    """(trials, token limit) of `replays` replays of chapter 2's steered trials (`records` of
+    them if given), at the run's answer length unless `max_new_tokens` says otherwise."""
+    n = len(run.records.get("steered", [])) if records is None else records
+    tokens = max_new_tokens or run.settings.max_new_tokens or spec.max_new_tokens
+    return replays * n, tokens
+
+
 def estimate_chapter2(settings, spec: ModelSpec, judge: str, *, n_prompts: int,
                       sweep: bool) -> RunEstimate:
-    """What chapter 2's protocol generates and judges for one model, before it starts.
+    """What chapter 2's protocol generates and judges for one model, before it starts."""
+    return estimate_work(chapter2_tokens(settings, spec, sweep=sweep, n_prompts=n_prompts),
+                         spec, judge)
+
+
+def estimate_work(work: Mapping[str, tuple[int, int]], spec: ModelSpec, judge: str
+                  ) -> RunEstimate:
+    """What a chapter generates and judges for one model, `{condition: (trials, token limit)}`
+    (`chapter2_tokens`, `replay_work`), before it starts.
 
     Generation time uses the throughput derived for one A100 80GB (`decode_tokens_per_second`)
     for the paper's models run locally, none otherwise (the embedded model's is in the benchmark
     appendix; NDIF's depends on its queue). The judge's cost uses `JUDGE_PRICES` for its model.
     """
-    work = chapter2_tokens(settings, spec, sweep=sweep, n_prompts=n_prompts)
+    if not work:
+        raise ValueError("estimate_work needs at least one condition: {name: (trials, tokens)}")
     rate = None
     if spec.name in ARCHITECTURES and not spec.ndif_hosted:
         fit = decode_tokens_per_second(spec)

@@ -61,6 +61,10 @@ def test_notebook_executes_under_the_paper_dry_run(stem, dry_results, tmp_path, 
         stubbed = [c for name, c in card["judge_calls"].items() if name.endswith("@127.0.0.1")]
         assert sum(c.get("retries", 0) for c in stubbed) >= 1, stubbed
         assert all(c.get("failed", 0) == 0 for c in stubbed), stubbed
+        if "MODELS" in params:  # the chapters that run models print and record an estimate
+            assert set(card["estimates"]) == set(params["MODELS"]), card["estimates"]
+            assert all(e["judge_calls"] > 0 and e["judge_cost_usd"] > 0
+                       for e in card["estimates"].values()), card["estimates"]
 
     files = _written(dry_results) + _written(tmp_path / "out")
     for path in files:

@@ -14,6 +14,7 @@ from esr_utils.ablation import (
     match_tolerance,
     matched_random_sets,
     printable,
+    recovery_rows,
 )
 from esr_utils.esr_run import EsrRun, ProtocolSettings
 from esr_utils.generation import Sampling, Trial
@@ -132,6 +133,19 @@ def test_condition_rows_exact_arithmetic():
     assert rows["baseline"]["ESR Δ"] == 0.0
     lo, hi = rows["ablated"]["ESR CI"]
     assert 0 < lo < 10 < hi
+
+
+def test_recovery_rows_exact_arithmetic():
+    baseline = ["implicit recovery"] * 3 + ["no recovery"] * 7 + ["too short"] * 5
+    ablated = ["explicit recovery"] + ["implicit recovery"] * 3 + ["no recovery"] * 6
+    rows = {r["condition"]: r for r in recovery_rows({"baseline": baseline, "ablated": ablated},
+                                                     "baseline")}
+    assert rows["baseline"]["n classified"] == 10
+    assert rows["baseline"]["implicit recovery %"] == pytest.approx(30.0)
+    assert rows["ablated"]["explicit recovery Δ"] == pytest.approx(10.0)
+    assert rows["ablated"]["implicit recovery Δ"] == pytest.approx(0.0)
+    lo, hi = rows["ablated"]["implicit recovery Δ CI"]
+    assert lo < 0 < hi
 
 
 def test_the_paper_codes_70b_layers_are_stated():

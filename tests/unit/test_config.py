@@ -86,6 +86,33 @@ def test_runner_reads_chapters_from_the_toc(tmp_path):
         toc_notebooks(toc)
 
 
+def test_each_chapter_is_reported_as_it_finishes_and_others_are_kept(tmp_path, monkeypatch):
+    """A run of one chapter (`--only`), or one that stopped half-way, keeps the other chapters'
+    latest times for the benchmark appendix."""
+    import json
+
+    from esr_utils import runner
+
+    seconds = iter([12.0, 34.0])
+
+    def fake_execute(stem, profile, **kw):
+        if stem == "02_esr_across_models":
+            raise RuntimeError("killed")
+        return next(seconds)
+
+    monkeypatch.setattr(runner, "EXECUTED_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    assert runner.main(["--profile", "smoke", "--only", "01_steering_setup",
+                        "02_esr_across_models", "--skip-preflight"]) == 1
+    assert runner.main(["--profile", "smoke", "--only", "A2_judges", "--skip-preflight"]) == 0
+    report = json.loads((tmp_path / "execution_report_smoke.json").read_text())
+    assert report["01_steering_setup"]["seconds"] == 12.0
+    assert report["02_esr_across_models"]["status"] == "failed"
+    assert "killed" in report["02_esr_across_models"]["error"]
+    assert report["A2_judges"]["seconds"] == 34.0
+    assert all(entry["git"] and entry["finished_at"] for entry in report.values())
+
+
 @pytest.mark.parametrize("latent_id, message", [
     (99999, r"LATENT_ID 99999 is out of range for smollm2-135m-instruct's SAE, which has 2304 "
             r"latents: use an id in 0\.\.2303"),

@@ -105,3 +105,28 @@ def test_runner_preflights_every_chapter_before_running(no_credentials, monkeypa
     assert runner.main(["--profile", "paper"]) == 2
     assert started == []
     runner.preflight_chapters("cpu", runner.toc_notebooks())  # the embedded model needs nothing
+
+
+def test_every_llm_a_run_calls_is_checked_once(no_credentials):
+    with pytest.raises(pf.PreflightError) as err:
+        pf.preflight(get_spec("smollm2-135m-instruct"),
+                     judge=["offline", "anthropic:claude-haiku-4-5-20251001",
+                            "anthropic:claude-sonnet-4-5",
+                            "openai:gpt-4o-mini@https://api.openai.com/v1"])
+    text = str(err.value)
+    assert "3 problem(s)" in text  # one per LLM that lacks its key; none for the offline judge
+    assert "ANTHROPIC_API_KEY" in text and "OPENAI_API_KEY" in text
+
+
+def test_the_runner_reports_every_model_of_every_chapter_in_one_error(no_credentials,
+                                                                      monkeypatch):
+    from esr_utils import runner
+
+    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: type("U", (), {"free": 1e12})())
+    monkeypatch.setattr(pf, "_gpu_problem", lambda *a: None)
+    with pytest.raises(pf.PreflightError) as err:
+        runner.preflight_chapters("paper", runner.toc_notebooks())
+    text = str(err.value)
+    for name in ("gemma-2-2b-it", "llama-3.1-8b-instruct", "llama-3.3-70b-instruct"):
+        assert f"{name} (" in text
+    assert text.count("llama-3.3-70b-instruct (remote)") == 1

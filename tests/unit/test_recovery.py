@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from esr_utils.recovery import Trajectory, choose_tau, recovery_kind, trajectory
+from esr_utils.recovery import (
+    Trajectory,
+    choose_tau,
+    recovery_kind,
+    recovery_kinds,
+    recovery_rates,
+    trajectory,
+)
 
 PROMPT = "How do you bake bread?"
 ON = "Mix the flour and the water."
@@ -30,6 +37,21 @@ def test_shapes_are_classified_as_constructed(sentences, attempts, kind):
     path = trajectory(PROMPT, " ".join(sentences), fake_embed)
     assert len(path.relevance) == len(sentences)
     assert recovery_kind(path, tau=0.5, n_attempts=attempts) == kind
+
+
+def test_stored_answers_are_classified_with_their_attempt_counts():
+    records = [{"prompt": PROMPT, "response": " ".join([OFF, OFF, ON, ON, ON, ON]),
+                "attempts": [{}, {}]},
+               {"prompt": PROMPT, "response": " ".join([OFF, OFF, ON, ON, ON, ON]),
+                "attempts": [{}]},
+               {"prompt": PROMPT, "response": " ".join([OFF, ON])},
+               {"prompt": PROMPT, "response": " ".join([OFF] * 4), "attempts": None}]
+    kinds = recovery_kinds(records, 0.5, fake_embed)
+    assert kinds == ["explicit recovery", "implicit recovery", "too short", "no recovery"]
+    rates = recovery_rates(kinds)   # "too short" leaves the denominator
+    assert [(rates[k].k, rates[k].n) for k in ("explicit recovery", "implicit recovery",
+                                                "recovery")] == [(1, 3), (1, 3), (2, 3)]
+    assert recovery_rates(["too short"])["recovery"].n == 0
 
 
 def test_thirds_and_recovery_are_exact():
@@ -139,3 +161,21 @@ def test_the_dry_run_stub_answers_the_rubric_in_its_format():
     grades = [parse_rubric(hashed_grade(_RUBRIC_TASK.format(prompt=PROMPT, response=f"r{i}")))
               for i in range(8)]
     assert all("error" not in g for g in grades) and len({g["kind"] for g in grades}) > 1
+
+
+def test_an_unexpected_error_in_the_client_is_a_recorded_failure_not_a_crash(tmp_path):
+    from esr_utils.judging.cache import JudgeCache
+    from esr_utils.judging.tally import call_counts
+    from esr_utils.recovery import RecoveryRubric
+
+    class Broken(ScriptedClient):
+        judge_id = "scripted:broken"
+
+        def complete(self, system, user):
+            raise KeyError("a bug in a client")
+
+    rubric = RecoveryRubric(Broken(), cache=JudgeCache(tmp_path, judge_id="broken"))
+    before = call_counts().get("scripted:broken", {}).get("failed", 0)
+    (grade,) = rubric.grade_many([{"prompt": PROMPT, "response": "a"}], progress=False)
+    assert "error" in grade and "KeyError" in grade["error"]
+    assert call_counts()["scripted:broken"]["failed"] == before + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -65,6 +66,20 @@ def test_the_estimate_prices_the_judge_and_times_generation():
                                 n_prompts=38, sweep=True)
     assert offline.judge_cost_usd == 0 and offline.judge_calls == 0
     assert offline.generation_hours is None  # no derived figure for the embedded model
+
+
+def test_replays_are_counted_from_the_stored_run_at_its_answer_length():
+    spec = get_spec("gemma-2-2b-it")
+    run = SimpleNamespace(records={"steered": [{}] * 30}, settings=SETTINGS)
+    assert throughput.replay_work(run, spec, 4) == (120, SETTINGS.max_new_tokens)
+    assert throughput.replay_work(run, spec, 2, records=5, max_new_tokens=16) == (10, 16)
+    unset = SimpleNamespace(records={"steered": [{}] * 3},
+                            settings=dataclasses.replace(SETTINGS, max_new_tokens=None))
+    assert throughput.replay_work(unset, spec, 1) == (3, spec.max_new_tokens)
+    est = throughput.estimate_work({"a": (10, 16), "b": (0, 64)}, spec, "offline")
+    assert (est.trials, est.generated_tokens, est.judge_calls) == (10, 160, 0)
+    with pytest.raises(ValueError, match="at least one condition"):
+        throughput.estimate_work({}, spec, "offline")
 
 
 def test_the_running_page_shows_the_current_table():
