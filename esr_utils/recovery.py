@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from esr_utils.judging.cache import JudgeCache
 from esr_utils.judging.clients import ClientError, count
+from esr_utils.judging.llm import concurrent_map
 from esr_utils.judging.segmenting import split_sentences
 from esr_utils.judging.types import JudgeInput
 from esr_utils.metrics import Rate, rate
 
 __all__ = ["Trajectory", "trajectory", "choose_tau", "recovery_kind", "recovery_kinds",
-           "recovery_rates", "KINDS", "tau_from_answers", "constructed_cases", "RecoveryRubric",
-           "RUBRIC_KINDS", "rubric_kind"]
+           "recovery_rates", "KINDS", "tau_from_answers", "tau_for_run", "constructed_cases",
+           "RecoveryRubric", "RUBRIC_KINDS", "rubric_kind"]
 
 KINDS = ("explicit recovery", "implicit recovery", "no recovery", "on topic from the start",
          "too short")
@@ -115,9 +115,9 @@ def recovery_rates(kinds: Sequence[str]) -> dict[str, Rate]:
     ...                                        "no recovery", "too short"]).items()}["recovery"]
     '66.7% [13.3, 100.0] (2/3)'
     """
-    n = len(kinds) - list(kinds).count("too short")
-    explicit, implicit = list(kinds).count("explicit recovery"), list(kinds).count(
-        "implicit recovery")
+    counts = Counter(kinds)
+    n = len(kinds) - counts["too short"]
+    explicit, implicit = counts["explicit recovery"], counts["implicit recovery"]
     return {"explicit recovery": rate(explicit, n), "implicit recovery": rate(implicit, n),
             "recovery": rate(explicit + implicit, n)}
 
@@ -147,6 +147,12 @@ def tau_from_answers(records: Sequence[dict], embed) -> float:
         on += list(vectors[2:] @ vectors[0])
         off += list(vectors[2:] @ vectors[1])
     return choose_tau(on, off)
+
+
+def tau_for_run(run, embed) -> float:
+    """`tau` for a chapter 2 run, by the rule chapters 3 and 4 share: `tau_from_answers` on every
+    other unsteered answer (even positions; chapter 3 checks the measure on the odd ones)."""
+    return tau_from_answers(run.records["baseline"][::2], embed)
 
 
 def constructed_cases(records: Sequence[dict], n_sentences: int = 2) -> list[dict]:
@@ -235,18 +241,9 @@ class RecoveryRubric:
 
     def grade_many(self, records: Sequence[dict], *, progress: bool = True) -> list[dict]:
         """One grade per record (its `prompt` and `response`), in order."""
-        bar = tqdm(total=len(records), desc=f"recovery rubric ({self.client.judge_id})",
-                   unit="resp", disable=not progress)
-
-        def one(record):
-            grade = self.grade(record["prompt"], record["response"])
-            bar.update(1)
-            return grade
-
-        with ThreadPoolExecutor(max_workers=self.max_concurrent) as pool:
-            grades = list(pool.map(one, records))
-        bar.close()
-        return grades
+        return concurrent_map(lambda r: self.grade(r["prompt"], r["response"]), records,
+                              workers=self.max_concurrent,
+                              desc=f"recovery rubric ({self.client.judge_id})", progress=progress)
 
 
 def parse_rubric(raw: str) -> dict:

@@ -229,7 +229,7 @@ def _run_chapters(args, stems: list[str], stub=None) -> int:
     return 1 if failed else 0
 
 
-def record_execution(profile: str, stem: str, entry: dict, directory: Path | None = None) -> Path:
+def record_execution(profile: str, stem: str, entry: dict) -> Path:
     """Add one chapter's outcome to `execution_report_<profile>.json` as soon as it is known.
 
     Each chapter keeps its latest entry, stamped with the time and the code revision, so a run
@@ -238,7 +238,7 @@ def record_execution(profile: str, stem: str, entry: dict, directory: Path | Non
     """
     from esr_utils.results import git_revision
 
-    path = Path(directory or EXECUTED_NOTEBOOKS_DIR) / f"execution_report_{profile}.json"
+    path = EXECUTED_NOTEBOOKS_DIR / f"execution_report_{profile}.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     report[stem] = {**entry, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "git": git_revision()}

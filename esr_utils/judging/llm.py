@@ -13,7 +13,7 @@ from esr_utils.judging.parsing import parse_verdict
 from esr_utils.judging.prompt import PROMPT_VERSION, SYSTEM_PROMPT, build_user_message
 from esr_utils.judging.types import JudgeInput, Verdict
 
-__all__ = ["LLMJudge"]
+__all__ = ["LLMJudge", "concurrent_map"]
 
 
 class LLMJudge:
@@ -73,15 +73,21 @@ class LLMJudge:
             from esr_utils.judging.batches import judge_in_batches
 
             return judge_in_batches(self, items, batch_dir, progress=progress, **batch_kwargs)
-        bar = tqdm(total=len(items), desc=f"judging ({self.name})", unit="resp",
-                   disable=not progress)
+        return concurrent_map(self.judge, items, workers=self.max_concurrent,
+                              desc=f"judging ({self.name})", progress=progress)
 
-        def one(item):
-            verdict = self.judge(item)
-            bar.update(1)
-            return verdict
 
-        with ThreadPoolExecutor(max_workers=self.max_concurrent) as pool:
-            verdicts = list(pool.map(one, items))
-        bar.close()
-        return verdicts
+def concurrent_map(fn, items: Sequence, *, workers: int, desc: str, progress: bool) -> list:
+    """`fn` over `items` on `workers` threads (calls to a rate-limited API), results in input
+    order, with a progress bar counting responses."""
+    bar = tqdm(total=len(items), desc=desc, unit="resp", disable=not progress)
+
+    def one(item):
+        result = fn(item)
+        bar.update(1)
+        return result
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, items))
+    bar.close()
+    return results

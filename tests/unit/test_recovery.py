@@ -179,3 +179,14 @@ def test_an_unexpected_error_in_the_client_is_a_recorded_failure_not_a_crash(tmp
     (grade,) = rubric.grade_many([{"prompt": PROMPT, "response": "a"}], progress=False)
     assert "error" in grade and "KeyError" in grade["error"]
     assert call_counts()["scripted:broken"]["failed"] == before + 1
+
+
+def test_the_shared_tau_uses_every_other_unsteered_answer():
+    from types import SimpleNamespace
+
+    from esr_utils.recovery import tau_for_run, tau_from_answers
+
+    baseline = [{"prompt": PROMPT if i % 3 else "How do volcanoes erupt?",
+                 "response": ON if i % 3 else OFF} for i in range(6)]
+    run = SimpleNamespace(records={"baseline": baseline})
+    assert tau_for_run(run, fake_embed) == tau_from_answers(baseline[::2], fake_embed)
