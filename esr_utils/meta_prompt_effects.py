@@ -80,13 +80,13 @@ def _direction(d: tuple[float, float, float]) -> str:
 def reading_test(baseline: Sequence[Mapping], variant: Sequence[Mapping]) -> dict:
     """The paper's reading for one variant against its baseline.
 
-    Propensity: the multi-attempt rate difference (variant − baseline) with its Wald 95% interval
-    (`metrics.rate_difference`, which treats the arms as independent: conservative for these
-    matched trials), plus the exact McNemar test on the matched pairs. Success: the improvement
-    rate difference (independent Wald; its arms are different trials) and the conditional mean
-    score improvement difference. Supported: propensity raised (interval above 0) and the
-    improvement rate's interval containing 0; contradicted: the attempt rate lowered, or the
-    improvement rate's interval excluding 0.
+    Propensity: the multi-attempt rate difference (variant − baseline) with its Newcombe 95%
+    interval (`metrics.rate_difference`, which treats the arms as independent: conservative for
+    these matched trials), plus the exact McNemar test on the matched pairs. Success: the
+    improvement rate difference (independent; its arms are different trials) and the
+    conditional mean score improvement difference. Supported: propensity raised (interval above
+    0) and the improvement rate's interval containing 0; contradicted: the attempt rate lowered,
+    or the improvement rate's interval excluding 0.
     """
     sb, sv = summarize(baseline), summarize(variant)
     multi = rate_difference(sb["multi_attempt_rate"], sv["multi_attempt_rate"])

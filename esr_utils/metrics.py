@@ -75,16 +75,26 @@ class Rate:
 
 
 def rate_difference(a: Rate, b: Rate) -> tuple[float, float, float]:
-    """b − a with its Wald 95% interval (independent samples), as fractions.
+    """b − a with Newcombe's hybrid score 95% interval (independent samples), as fractions.
+
+    Each arm's Wilson interval gives the distances its rate may move down and up; the
+    difference's bounds combine them in quadrature (Newcombe 1998, method 10). Unlike the Wald
+    interval it does not collapse to a point when an arm is at 0 or n (e.g. 0/1 vs 1/1, where
+    Wald says [+1, +1]), and it stays inside [−1, 1].
 
     >>> d, lo, hi = rate_difference(rate(2, 40), rate(12, 40)); round(d, 2), lo > 0
     (0.25, True)
+    >>> [round(x, 2) for x in rate_difference(rate(0, 1), rate(1, 1))]
+    [1.0, -0.12, 1.0]
     """
     if not (a.n and b.n):
         return (math.nan, math.nan, math.nan)
+    a_lo, a_hi = wilson_interval(a.k, a.n)
+    b_lo, b_hi = wilson_interval(b.k, b.n)
     d = b.p - a.p
-    half = Z * math.sqrt(a.p * (1 - a.p) / a.n + b.p * (1 - b.p) / b.n)
-    return (d, d - half, d + half)
+    lower = d - math.hypot(b.p - b_lo, a_hi - a.p)
+    upper = d + math.hypot(b_hi - b.p, a.p - a_lo)
+    return (d, max(-1.0, lower), min(1.0, upper))
 
 
 def rate(k: int, n: int) -> Rate:

@@ -11,6 +11,7 @@ from esr_utils.metrics import (
     is_degraded,
     mean_ci,
     rate,
+    rate_difference,
     ratio,
     relative_change,
     relative_reduction,
@@ -37,6 +38,34 @@ def test_wald_interval_hand_computed_and_clipped():
     assert lo == 0.0 and hi == pytest.approx(0.55062, abs=1e-5)
     assert wald_interval(0.0, 10) == (0.0, 0.0)
     assert all(math.isnan(x) for x in wald_interval(0.0, 0))
+
+
+@pytest.mark.parametrize("a, b, lo, hi", [
+    ((48, 80), (56, 70), 0.0524, 0.3339),
+    ((3, 10), (9, 10), 0.1705, 0.8090),
+    ((0, 29), (5, 56), -0.0381, 0.1926),
+    ((0, 20), (0, 10), -0.1611, 0.2775),
+    ((0, 10), (0, 10), -0.2775, 0.2775),
+    ((0, 20), (10, 10), 0.6791, 1.0),
+])
+def test_rate_difference_matches_newcombes_worked_examples(a, b, lo, hi):
+    """Newcombe (1998), Stat. Med. 17:873, Table II, method 10 (hybrid score), b − a."""
+    d, got_lo, got_hi = rate_difference(rate(*a), rate(*b))
+    assert d == pytest.approx(b[0] / b[1] - a[0] / a[1])
+    assert (round(got_lo, 4), round(got_hi, 4)) == (lo, hi)
+
+
+def test_rate_difference_never_collapses_and_is_antisymmetric():
+    """Where Wald gives a point (0/1 vs 1/1 → [+1, +1]; 0/n vs 0/n → [0, 0]), the interval
+    keeps a width; swapping the arms negates it; an empty arm gives no interval."""
+    d, lo, hi = rate_difference(rate(0, 1), rate(1, 1))
+    assert d == 1.0 and lo < 0 and hi == 1.0
+    d, lo, hi = rate_difference(rate(0, 60), rate(0, 60))
+    assert d == 0.0 and lo < 0 < hi
+    forward = rate_difference(rate(3, 40), rate(11, 50))
+    backward = rate_difference(rate(11, 50), rate(3, 40))
+    assert backward == pytest.approx(tuple(-x for x in (forward[0], forward[2], forward[1])))
+    assert all(math.isnan(x) for x in rate_difference(rate(0, 0), rate(1, 3)))
 
 
 def test_rate_rejects_impossible_counts():
