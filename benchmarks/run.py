@@ -42,15 +42,49 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def flops_per_token(model, context: int) -> float:
-    """Forward FLOPs for one new token: 2 per weight (lm_head included), plus attention scores."""
+def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
+    """Best rate at which this machine reads fp32 memory (GB/s): a sum over a buffer far larger
+    than any cache, so every byte comes from RAM."""
+    buffer = torch.ones(megabytes * 2**20 // 4)
+    buffer.sum()  # warm up the threads and fault the pages in
+    best = 0.0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        buffer.sum()
+        best = max(best, 4 * buffer.numel() / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+def multiplied_weights(model) -> int:
+    """Weights one new token multiplies: all but the input embedding, plus a tied lm_head."""
     config = model.hf.config
     weights = sum(p.numel() for name, p in model.hf.named_parameters()
                   if "embed_tokens" not in name)
     if getattr(config, "tie_word_embeddings", False):
         weights += config.vocab_size * config.hidden_size  # the tied lm_head still multiplies
+    return weights
+
+
+def flops_per_token(model, context: int) -> float:
+    """Forward FLOPs for one new token: 2 per weight (lm_head included), plus attention scores."""
+    config = model.hf.config
     attention = 2 * 2 * config.num_hidden_layers * context * config.hidden_size
-    return 2 * weights + attention
+    return 2 * multiplied_weights(model) + attention
+
+
+def roofline(model, *, batch: int, context: int, peak_gflops: float,
+             bandwidth_gbs: float) -> dict:
+    """What one decoding step at `batch` rows can reach on this machine: every step reads each
+    weight once from RAM (fp32) and multiplies it by every row, so the attainable rate is the
+    smaller of the matmul peak and (FLOPs per byte read) × memory bandwidth."""
+    weight_bytes = 4 * multiplied_weights(model)
+    flops = batch * flops_per_token(model, context)
+    attainable = min(peak_gflops, flops / weight_bytes * bandwidth_gbs)
+    return {"weight_mb": round(weight_bytes / 2**20, 1),
+            "bandwidth_gbs": round(bandwidth_gbs, 1),
+            "flops_per_byte": round(flops / weight_bytes, 1),
+            "attainable_gflops": round(attainable, 1),
+            "bound": "memory" if attainable < peak_gflops else "compute"}
 
 
 def _steered_trials(prompts, sae, n: int, seed: int = 0):
@@ -193,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     model, sae, prompts = load_model(device="cpu"), load_sae(), load_prompts()
-    peak = matmul_peak_gflops()
-    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
+    peak, bandwidth = matmul_peak_gflops(), memory_bandwidth_gbs()
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s; memory read bandwidth {bandwidth:.1f} GB/s",
+          flush=True)
     speed = steered_vs_plain(model, sae, prompts, repeats)
     for row in speed:
         print(row, flush=True)
@@ -206,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_peak_gflops": round(peak, 1),
         "steered_vs_plain": speed,
         "mfu": {"batch": widest["batch"], "achieved_gflops": round(achieved, 1),
-                "utilisation": round(achieved / peak, 3)},
+                "utilisation": round(achieved / peak, 3),
+                "roofline": roofline(model, batch=widest["batch"], context=context,
+                                     peak_gflops=peak, bandwidth_gbs=bandwidth)},
         "batch_scaling": batch_scaling(model, sae, prompts),
         "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
         "chapters": chapter_times(),

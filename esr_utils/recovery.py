@@ -245,6 +245,10 @@ class RecoveryRubric:
                               workers=self.max_concurrent,
                               desc=f"recovery rubric ({self.client.judge_id})", progress=progress)
 
+    def kinds(self, records: Sequence[dict], *, progress: bool = True) -> list[str | None]:
+        """`rubric_kind` of each record's grade, in order (None where grading failed)."""
+        return [rubric_kind(g) for g in self.grade_many(records, progress=progress)]
+
 
 def parse_rubric(raw: str) -> dict:
     """`{"recovery": 0-10, "kind": one of RUBRIC_KINDS}` from a reply, or `{"error": why}`."""

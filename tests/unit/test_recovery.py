@@ -152,6 +152,10 @@ def test_rubric_caches_good_grades_and_records_failures_without_raising(tmp_path
     again = rubric.grade_many(records)  # the good grade from the cache; the garbage not cached
     assert again[0] == first[0] and "error" in again[1] and client.calls == 3
     assert rubric.grade(PROMPT, "b") == {"recovery": 2, "kind": "no recovery"}
+    # kinds: each grade as a kind, in order, and None (not a kind) for an answer that fails
+    client.replies.append("still garbage")
+    more = records + [{"prompt": PROMPT, "response": "c"}]
+    assert rubric.kinds(more, progress=False) == ["implicit recovery", "no recovery", None]
 
 
 def test_the_dry_run_stub_answers_the_rubric_in_its_format():
