@@ -117,13 +117,16 @@ def ablation_replay(run: EsrRun, latents: Sequence[int], *, model, sae, judge,
                   progress=progress)
 
 
-def _rate_columns(label: str, r: Rate, ref: Rate) -> dict:
+def _rate_columns(label: str, r: Rate, ref: Rate | None) -> dict:
     """`label %` with its Wilson interval, and its difference from `ref` with its interval
-    (percentage points)."""
+    (percentage points); `ref=None` marks the reference row itself, whose difference is "–"
+    (an interval for a condition against itself would treat one sample as two)."""
     lo, hi = wilson_interval(r.k, r.n)
+    columns = {f"{label} %": 100 * r.p, f"{label} CI": (100 * lo, 100 * hi)}
+    if ref is None:
+        return {**columns, f"{label} Δ": "–", f"{label} Δ CI": "–"}
     d, dlo, dhi = rate_difference(ref, r)
-    return {f"{label} %": 100 * r.p, f"{label} CI": (100 * lo, 100 * hi),
-            f"{label} Δ": 100 * d, f"{label} Δ CI": (100 * dlo, 100 * dhi)}
+    return {**columns, f"{label} Δ": 100 * d, f"{label} Δ CI": (100 * dlo, 100 * dhi)}
 
 
 def condition_rows(records: Mapping[str, Sequence[dict]], baseline: str) -> list[dict]:
@@ -137,7 +140,7 @@ def condition_rows(records: Mapping[str, Sequence[dict]], baseline: str) -> list
                "first score": s["mean_first_score"].mean,
                "first score CI": s["mean_first_score"].ci}
         for key, label in (("multi_attempt_rate", "multi-attempt"), ("esr_rate", "ESR")):
-            row.update(_rate_columns(label, s[key], ref[key]))
+            row.update(_rate_columns(label, s[key], None if name == baseline else ref[key]))
         rows.append(row)
     return rows
 
@@ -151,7 +154,7 @@ def recovery_rows(kinds: Mapping[str, Sequence[str]], baseline: str) -> list[dic
         rates = recovery_rates(found)
         row = {"condition": name, "n classified": rates["recovery"].n}
         for label in ("explicit recovery", "implicit recovery"):
-            row.update(_rate_columns(label, rates[label], ref[label]))
+            row.update(_rate_columns(label, rates[label], None if name == baseline else ref[label]))
         rows.append(row)
     return rows
 

@@ -130,7 +130,7 @@ def test_condition_rows_exact_arithmetic():
     assert rows["baseline"]["ESR %"] == pytest.approx(20.0)
     assert rows["ablated"]["multi-attempt Δ"] == pytest.approx(-30.0)
     assert rows["ablated"]["ESR Δ"] == pytest.approx(-10.0)
-    assert rows["baseline"]["ESR Δ"] == 0.0
+    assert rows["baseline"]["ESR Δ"] == rows["baseline"]["ESR Δ CI"] == "–"  # the reference
     lo, hi = rows["ablated"]["ESR CI"]
     assert 0 < lo < 10 < hi
 
@@ -141,6 +141,7 @@ def test_recovery_rows_exact_arithmetic():
     rows = {r["condition"]: r for r in recovery_rows({"baseline": baseline, "ablated": ablated},
                                                      "baseline")}
     assert rows["baseline"]["n classified"] == 10
+    assert rows["baseline"]["explicit recovery Δ"] == "–"
     assert rows["baseline"]["implicit recovery %"] == pytest.approx(30.0)
     assert rows["ablated"]["explicit recovery Δ"] == pytest.approx(10.0)
     assert rows["ablated"]["implicit recovery Δ"] == pytest.approx(0.0)
