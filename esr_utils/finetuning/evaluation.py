@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
+from esr_utils.batching import AUTO
 from esr_utils.finetuning.examples import restart_sentences as family_sentences
 from esr_utils.generation import SeededSampler, Trial, generate_trials, tokenize_texts
 from esr_utils.judging.segmenting import is_restart, split_sentences
@@ -115,7 +116,7 @@ def prefill_continuations(model, prompts: Sequence[str], prefixes: Sequence[str]
 
 def steered_responses(model, sae, prompts: Sequence[str], latents: Sequence[int],
                       boosts: Sequence[float], *, seed: int = 0, max_new_tokens: int = 96,
-                      batch_size: int = 24, progress: bool = True) -> list[dict]:
+                      batch_size: int | str = AUTO, progress: bool = True) -> list[dict]:
     """One response per (prompt, latent, boost); boost 0 is the unsteered answer."""
     from esr_utils.generation import Sampling
 

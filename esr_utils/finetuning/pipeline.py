@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from esr_utils.batching import AUTO
 from esr_utils.finetuning.evaluation import prefill_continuations, restart_rate
 from esr_utils.finetuning.examples import Example, first_sentences, mix_examples
 from esr_utils.finetuning.training import LoraRecipe, train_lora
@@ -136,7 +137,7 @@ def validation_scores(model: LoadedModel, prefixes, *, n_seeds: int = 2, max_new
     trials = [Trial(p, seed=seed + 100 * s + i) for s in range(n_seeds)
               for i, p in enumerate(prompts)]
     answers = generate_trials(model, trials, sampling=Sampling.for_model(
-        model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=24)
+        model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=AUTO)
     out = {"prefill": restart_rate(cont), "false_restart": restart_rate(
         [a["response"] for a in answers]), "prefill_texts": cont,
         "answers": [a["response"] for a in answers]}
@@ -144,7 +145,7 @@ def validation_scores(model: LoadedModel, prefixes, *, n_seeds: int = 2, max_new
         trials = [Trial(p, Steering(k, b), seed=seed + 7919 * j + i)
                   for j, (k, b) in enumerate(steer) for i, p in enumerate(prompts)]
         steered = generate_trials(model, trials, sae=sae, sampling=Sampling.for_model(
-            model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=24)
+            model.spec, max_new_tokens=answer_tokens), progress=progress, batch_size=AUTO)
         out["steered"] = restart_rate([a["response"] for a in steered])
         out["steered_texts"] = [a["response"] for a in steered]
     return out
