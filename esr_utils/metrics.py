@@ -14,10 +14,9 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["Z", "Rate", "Mean", "wald_interval", "wilson_interval", "rate", "rate_difference",
-           "mean_ci", "is_degraded",
-           "trial_metrics", "summarize", "relative_change", "relative_reduction", "ratio",
-           "cross_judge_agreement"]
+__all__ = ["Z", "Rate", "Mean", "wald_interval", "wilson_interval", "wilson_text", "rate",
+           "rate_difference", "mean_ci", "is_degraded", "trial_metrics", "summarize",
+           "relative_change", "relative_reduction", "ratio", "cross_judge_agreement"]
 
 Z = 1.96  # the paper's 95% intervals are ±1.96 standard errors
 
@@ -48,6 +47,21 @@ def wilson_interval(k: int, n: int) -> tuple[float, float]:
     centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
     half = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / (1 + Z * Z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def wilson_text(k: int, n: int) -> str:
+    """k of n as the book's tables print it: the share, its Wilson 95% interval and the counts;
+    "– (0/0)" when there is nothing to count.
+
+    >>> wilson_text(3, 24)
+    '12.5% [4.3, 31.0] (3/24)'
+    >>> wilson_text(0, 0)
+    '– (0/0)'
+    """
+    if n <= 0:
+        return f"– ({k}/{n})"
+    lo, hi = wilson_interval(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
 
 
 @dataclass(frozen=True)

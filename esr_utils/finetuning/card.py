@@ -6,6 +6,8 @@ import collections
 import hashlib
 from pathlib import Path
 
+from esr_utils.metrics import wilson_text
+
 __all__ = ["DATASET_VERSION", "adapter_card", "dataset_card", "fmt_rate", "sha256_file"]
 
 DATASET_VERSION = 1
@@ -16,8 +18,8 @@ def sha256_file(path: Path) -> str:
 
 
 def fmt_rate(r: dict) -> str:
-    lo, hi = r["ci"]
-    return f"{100 * r['rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({r['k']}/{r['n']})"
+    """A `restart_rate` dict as the tables print it (`metrics.wilson_text`)."""
+    return wilson_text(r["k"], r["n"])
 
 
 def dataset_card(data: dict, path: Path) -> str:

@@ -16,27 +16,13 @@ import numpy as np
 
 from esr_utils.judging.evalset import EvalItem
 from esr_utils.judging.types import Verdict
-from esr_utils.metrics import Z
+from esr_utils.metrics import wilson_interval
 
-__all__ = ["wilson", "item_rows", "accuracy_table", "score_means", "TARGETS"]
+__all__ = ["item_rows", "accuracy_table", "score_means", "TARGETS"]
 
 # the issue's targets, checked on held-out families
 TARGETS = {"count": 0.95, "direction": 0.95, "kept_single": 0.98, "on_topic_first_min": 70.0,
            "off_topic_first_max": 30.0, "degenerate_max": 20.0}
-
-
-def wilson(k: int, n: int, z: float = Z) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials.
-
-    >>> [round(x, 3) for x in wilson(19, 20)]
-    [0.764, 0.991]
-    """
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(centre - half), float(centre + half))
 
 
 def item_rows(items: Sequence[EvalItem], verdicts: Sequence[Verdict]) -> list[dict]:
@@ -68,7 +54,7 @@ def accuracy_table(rows: Sequence[dict], by: str) -> list[dict]:
         for name in ("count_ok", "direction_ok", "kept_single"):
             vals = [r[name] for r in group if r[name] is not None]
             k, n = int(sum(vals)), len(vals)
-            lo, hi = wilson(k, n)
+            lo, hi = wilson_interval(k, n)
             entry[name.replace("_ok", "")] = k / n if n else np.nan
             entry[f"{name.replace('_ok', '')}_n"] = n
             entry[f"{name.replace('_ok', '')}_ci"] = (lo, hi)

@@ -10,7 +10,7 @@ from esr_utils.judging.evalset import CLASSES, build_eval_set
 from esr_utils.judging.offline_fit import family_folds
 from esr_utils.judging.phrase_families import NEGATIVE_FAMILIES, RESTART_FAMILIES, topic_of
 from esr_utils.judging.segmenting import split_sentences
-from esr_utils.judging.validation import accuracy_table, item_rows, wilson
+from esr_utils.judging.validation import accuracy_table, item_rows
 
 ANSWERS = [
     {"prompt": "Explain how to add two fractions.",
@@ -57,13 +57,6 @@ def test_every_family_is_in_exactly_one_fold():
     assert len(every) == len(set(every))
     assert set(every) >= set(RESTART_FAMILIES) | set(NEGATIVE_FAMILIES)
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
-
-
-def test_wilson_interval_matches_the_formula():
-    lo, hi = wilson(0, 10)
-    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.2775, abs=1e-4)
-    lo, hi = wilson(50, 100)
-    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(0.1918, abs=1e-3)
 
 
 def test_validation_arithmetic_on_hand_made_verdicts():

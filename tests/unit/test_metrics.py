@@ -18,6 +18,7 @@ from esr_utils.metrics import (
     summarize,
     trial_metrics,
     wald_interval,
+    wilson_interval,
 )
 
 
@@ -38,6 +39,16 @@ def test_wald_interval_hand_computed_and_clipped():
     assert lo == 0.0 and hi == pytest.approx(0.55062, abs=1e-5)
     assert wald_interval(0.0, 10) == (0.0, 0.0)
     assert all(math.isnan(x) for x in wald_interval(0.0, 0))
+
+
+def test_wilson_interval_hand_computed():
+    """0/10: upper bound z²/(n+z²) = 3.8416/13.8416; 50/100: centred, width 2·z·sqrt(0.25/100
+    + z²/40000)/(1 + z²/100)."""
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.27754, abs=1e-5)
+    lo, hi = wilson_interval(50, 100)
+    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(0.19234, abs=1e-5)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
 
 
 @pytest.mark.parametrize("a, b, lo, hi", [
