@@ -133,10 +133,11 @@ def generate_trials(
         sampling: defaults to the model spec's settings.
         layer: steering layer; defaults to the spec's.
         batch_size: rows per forward pass, or "auto" (from free GPU memory, refilled on a
-            GPU; see `batching.resolve_batching`); results do not depend on it.
+            GPU; see `batching.resolve_batching`); results do not depend on it beyond
+            floating-point rounding (see `esr_utils.batching`).
         refill_fraction: pause a batch once this share of its rows has finished and refill it
             with queued trials (`batching.run_batches`); None runs each batch to its end.
-            Results do not depend on it.
+            Results do not depend on it beyond floating-point rounding.
         store: a `ResultsStore`; records are appended as each batch finishes.
         on_batch: called with each batch's records after they are stored.
         compute: "allow", or "cache-only" to fail instead of generating what `store` lacks.

@@ -1,4 +1,4 @@
-"""Sampling settings, and the per-row seeded sampler that makes tokens batch-independent."""
+"""Sampling settings, and the per-row seeded sampler that makes random draws batch-independent."""
 
 from __future__ import annotations
 
