@@ -134,8 +134,7 @@ def answer_token_stats(model, sae, prompts: Sequence[str], answers: Sequence[str
     for begin in tqdm(range(0, len(texts), batch_size), desc="reading answers",
                       disable=not progress):
         batch = tokenize_texts(tok, texts[begin:begin + batch_size])
-        with model.lm.trace(dict(batch), remote=model.remote):
-            hidden = model.layer(layer).output.save()
+        hidden = model.read_residuals(batch, [layer])[layer]
         width = batch["input_ids"].shape[1]
         for row in range(hidden.shape[0]):
             i = begin + row

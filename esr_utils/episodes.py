@@ -65,8 +65,7 @@ def detector_episodes(model, sae, records: Sequence[dict], latents: Sequence[int
         ids = tok(text, add_special_tokens=False, return_tensors="pt")
         start = len(tok(chat_text(tok, r["prompt"]), add_special_tokens=False)["input_ids"])
         answer_ids = tok(r["response"], add_special_tokens=False)["input_ids"]
-        with model.lm.trace(dict(ids), remote=model.remote):
-            hidden = model.layer(spec.sae.layer).output.save()
+        hidden = model.read_residuals(ids, [spec.sae.layer])[spec.sae.layer]
         h = hidden[:, start:start + len(answer_ids)].to(sae.W_enc.device, sae.W_enc.dtype)
         if steered and (r.get("latent_id") is not None or r.get("ablate")):
             plan = plan_interventions([Steering(r.get("latent_id"), r.get("boost") or 0.0,

@@ -40,10 +40,7 @@ def residual_norms(model: LoadedModel, prompts: Sequence[str], layers: Sequence[
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     for start in range(0, len(prompts), batch_size):
         batch = tokenize_chats(model.tokenizer, prompts[start:start + batch_size])
-        saved = {}
-        with model.lm.trace(dict(batch), remote=model.remote):
-            for layer in layers:
-                saved[layer] = model.layer(layer).output.norm(dim=-1).save()
+        saved = model.read_residuals(batch, layers, transform=lambda h: h.norm(dim=-1))
         mask = batch["attention_mask"].bool()
         for layer in layers:
             norms = saved[layer].float().cpu()
@@ -94,8 +91,7 @@ def latent_activation_stats(model: LoadedModel, sae, texts: Sequence[str], layer
     maxima, means = [], []
     for start in range(0, len(texts), batch_size):
         batch = tokenize_texts(model.tokenizer, texts[start:start + batch_size])
-        with model.lm.trace(dict(batch), remote=model.remote):
-            hidden = model.layer(layer).output.save()
+        hidden = model.read_residuals(batch, [layer])[layer]
         mask = batch["attention_mask"].bool()
         for row in range(hidden.shape[0]):
             h = hidden[row][mask[row]][1 if skip_first else 0:]
@@ -126,8 +122,7 @@ def concept_read_back(model: LoadedModel, sae, prompts: Sequence[str], responses
         text = conversation_text(tok, prompt, response)
         ids = tok(text, add_special_tokens=False, return_tensors="pt")
         start = len(tok(chat_text(tok, prompt), add_special_tokens=False)["input_ids"])
-        with model.lm.trace(dict(ids), remote=model.remote):
-            hidden = model.layer(layer).output.save()
+        hidden = model.read_residuals(ids, [layer])[layer]
         h = hidden[0, start:start + n_answer].to(sae.W_enc.device, sae.W_enc.dtype)
         out.append(float((sae.encode(h)[:, k] > 0).float().mean()))
     return out

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
-from esr_utils.generation import Sampling, Trial, generate_trials
+from esr_utils.generation import Sampling, Trial, generate_trials, tokenize_chats
 from esr_utils.models import EMBEDDED_MODEL, MODEL_REGISTRY, backend_for, get_spec, load_model
 from esr_utils.residual import residual_norms
 from esr_utils.steering import Steering
@@ -126,6 +127,28 @@ def test_remote_payload_survives_nnsight_serialization(tiny_model, tiny_sae):
     assert [r["response"] for r in remote] == [r["response"] for r in local]
     norms = residual_norms(simulated, ["Hi there?"], [1, 2])
     assert norms[2][0].shape == residual_norms(tiny_model, ["Hi there?"], [2])[2][0].shape
+
+
+def test_read_residuals_matches_a_full_forward_and_stops_after_the_last_layer(tiny_model):
+    """Reading layers 0 and 1 of 4 gives transformers' hidden states there, and neither block 2,
+    block 3 nor the unembedding runs (locally and through nnsight's remote simulation)."""
+    batch = tokenize_chats(tiny_model.tokenizer, ["Hi there?", "How do tides work?"])
+    with torch.no_grad():
+        full = tiny_model.hf(**batch, output_hidden_states=True).hidden_states
+    calls = []
+    hooks = [module.register_forward_hook(lambda *_: calls.append(1))
+             for module in (tiny_model.hf.model.layers[2], tiny_model.hf.model.layers[3],
+                            tiny_model.hf.lm_head)]
+    try:
+        for model in (tiny_model, dataclasses.replace(tiny_model, remote="local")):
+            read = model.read_residuals(batch, [1, 0])
+            assert sorted(read) == [0, 1]
+            for layer in (0, 1):  # hidden_states[i + 1] is the output of block i
+                torch.testing.assert_close(read[layer], full[layer + 1])
+        assert calls == []
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_every_registry_entry_has_a_steering_layer_inside_the_model():
