@@ -34,9 +34,10 @@ __all__ = ["AUTO", "CPU_BATCH_SIZE", "REMOTE_BATCH_SIZE", "auto_batch_size", "re
            "turn_ids", "left_pad", "stop_ids", "Finished", "run_batches"]
 
 AUTO = "auto"
-# the embedded model's best steered trials per minute on 2 cores, for the chapters' 96-token
-# answers: 38.6 at batch 32, 48.5 at 64, 39.6 at 128 (128 trials, one process; MKL's matmuls
-# with few rows run far below peak, and past 64 rows a step's working set outgrows the caches)
+# the embedded model's steered trials per minute on 2 cores, for the chapters' 96-token answers:
+# 38.6 at batch 32, 48.5 at 64, 39.6 at 128 (128 trials, one process, one run each). The matmuls
+# of a decoding step run far below the machine's peak with few rows (the unembedding: 16 GFLOP/s
+# at 24 rows, 32 at 96); why 128 rows are slower again was not measured
 CPU_BATCH_SIZE = 64
 # NDIF schedules its own GPUs; 32 rows per request keeps one request's wait and payload modest
 REMOTE_BATCH_SIZE = 32
