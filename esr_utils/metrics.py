@@ -50,14 +50,7 @@ def wilson_interval(k: int, n: int) -> tuple[float, float]:
 
 
 def wilson_text(k: int, n: int) -> str:
-    """k of n as the book's tables print it: the share, its Wilson 95% interval and the counts;
-    "– (0/0)" when there is nothing to count.
-
-    >>> wilson_text(3, 24)
-    '12.5% [4.3, 31.0] (3/24)'
-    >>> wilson_text(0, 0)
-    '– (0/0)'
-    """
+    """k of n as the tables print it: the share, its Wilson 95% interval and the counts."""
     if n <= 0:
         return f"– ({k}/{n})"
     lo, hi = wilson_interval(k, n)

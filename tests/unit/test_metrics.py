@@ -19,6 +19,7 @@ from esr_utils.metrics import (
     trial_metrics,
     wald_interval,
     wilson_interval,
+    wilson_text,
 )
 
 
@@ -49,6 +50,8 @@ def test_wilson_interval_hand_computed():
     lo, hi = wilson_interval(50, 100)
     assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(0.19234, abs=1e-5)
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    assert wilson_text(3, 24) == "12.5% [4.3, 31.0] (3/24)"
+    assert wilson_text(0, 0) == "– (0/0)"  # nothing to count: no share, no interval
 
 
 @pytest.mark.parametrize("a, b, lo, hi", [
