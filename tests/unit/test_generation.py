@@ -57,6 +57,20 @@ def test_sampler_draws_one_number_per_row_per_step():
     assert torch.equal(greedy, scores.argmax(-1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sampler_picks_the_inverse_cdf_token_and_leaves_its_input_alone(dtype):
+    """Each row's token is where its seeded draw falls in softmax(scores / T)'s cumulative sum,
+    and the scores it was given are not changed (it works in place on its own copy)."""
+    scores = torch.randn(4, 300, dtype=dtype) * 3
+    before = scores.clone()
+    chosen = SeededSampler([5, 6, 7, 8], 0.6)(None, scores).argmax(-1)
+    assert torch.equal(scores, before)
+    for row, seed in enumerate([5, 6, 7, 8]):
+        draw = torch.rand((), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        cdf = torch.softmax(scores[row].double() / 0.6, dim=-1).cumsum(-1)
+        assert chosen[row] == torch.searchsorted(cdf, draw.reshape(1)).item()
+
+
 class TestResume:
     def test_crash_midway_then_rerun_stores_each_trial_once(self, tiny_model, tiny_sae, tmp_path):
         """A crash after the first batch loses nothing and duplicates nothing."""
