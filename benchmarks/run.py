@@ -27,6 +27,8 @@ from esr_utils.paths import REPO_ROOT
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results.json"
 BATCH_SIZES = (1, 8, 32)
 NEW_TOKENS = 48
+SWEEP_BATCH_SIZES = (32, 64, 128)
+CHAPTER_TOKENS = 96  # the cpu chapters' answer length
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -121,8 +123,10 @@ def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
             tokens = batch * _steps_run(records)
             began = time.perf_counter()
             torch.manual_seed(rep)
+            # top_k=0: transformers samples from the top 50 tokens unless told otherwise; the
+            # steered path samples from the whole vocabulary, and so must the baseline
             out = model.hf.generate(**inputs, do_sample=True, temperature=sampling.temperature,
-                                    repetition_penalty=sampling.repetition_penalty,
+                                    top_k=0, repetition_penalty=sampling.repetition_penalty,
                                     max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                     pad_token_id=model.tokenizer.pad_token_id)
             plain_seconds = time.perf_counter() - began
@@ -172,18 +176,62 @@ def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
 
 def batch_scaling(model, sae, prompts) -> dict:
     """Steered trials per minute at batch 1 against batch 16 (16 trials each)."""
-    from esr_utils.generation import Sampling, generate_trials
+    from esr_utils.generation import Sampling
 
     sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
     trials = _steered_trials(prompts, sae, 16, seed=2)
-    rates = {}
-    for batch in (1, 16):
-        began = time.perf_counter()
-        generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch, progress=False)
-        rates[batch] = 60 * len(trials) / (time.perf_counter() - began)
-    return {"trials_per_minute_batch_1": round(rates[1], 1),
-            "trials_per_minute_batch_16": round(rates[16], 1),
+    rates = {batch: _trials_per_minute(model, sae, trials, sampling, batch) for batch in (1, 16)}
+    return {"trials_per_minute_batch_1": rates[1], "trials_per_minute_batch_16": rates[16],
             "speedup": round(rates[16] / rates[1], 2)}
+
+
+def _trials_per_minute(model, sae, trials, sampling, batch: int) -> float:
+    from esr_utils.generation import generate_trials
+
+    began = time.perf_counter()
+    generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch, progress=False)
+    return round(60 * len(trials) / (time.perf_counter() - began), 1)
+
+
+def batch_sweep(model, sae, prompts, n_trials: int = 128) -> list[dict]:
+    """Steered trials per minute by batch size, at the chapters' answer length (96 tokens):
+    the measurement behind `batching.CPU_BATCH_SIZE`."""
+    from esr_utils.generation import Sampling
+
+    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=CHAPTER_TOKENS)
+    trials = _steered_trials(prompts, sae, n_trials, seed=3)
+    return [{"batch": batch, "trials": n_trials, "new_tokens": CHAPTER_TOKENS,
+             "trials_per_minute": _trials_per_minute(model, sae, trials, sampling, batch)}
+            for batch in SWEEP_BATCH_SIZES]
+
+
+def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
+    """Steered tokens per second with each attention kernel and KV cache transformers offers
+    here, at one batch: whether the defaults (SDPA, a cache that grows) are the fastest."""
+    from esr_utils.generation import Sampling, generate_trials
+
+    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    trials = _steered_trials(prompts, sae, batch, seed=4)
+    default_attention = model.hf.config._attn_implementation
+    rows = []
+    try:
+        for attention in ("sdpa", "eager"):
+            for cache in ("dynamic", "static"):
+                model.hf.set_attn_implementation(attention)
+                model.hf.generation_config.cache_implementation = (
+                    None if cache == "dynamic" else cache)
+                generate_trials(model, trials[:8], sae=sae, sampling=Sampling(
+                    max_new_tokens=4), batch_size=8, progress=False)  # warm-up
+                began = time.perf_counter()
+                records = generate_trials(model, trials, sae=sae, sampling=sampling,
+                                          batch_size=batch, progress=False)
+                tokens = batch * _steps_run(records)
+                rows.append({"attention": attention, "kv_cache": cache, "batch": batch,
+                             "tokens_per_s": round(tokens / (time.perf_counter() - began), 1)})
+    finally:
+        model.hf.set_attn_implementation(default_attention)
+        model.hf.generation_config.cache_implementation = None
+    return rows
 
 
 def chapter_times() -> dict:
@@ -245,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 "roofline": roofline(model, batch=widest["batch"], context=context,
                                      peak_gflops=peak, bandwidth_gbs=bandwidth)},
         "batch_scaling": batch_scaling(model, sae, prompts),
+        "batch_sweep": batch_sweep(model, sae, prompts, 64 if args.quick else 128),
+        "decoding_options": decoding_options(model, sae, prompts),
         "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
         "chapters": chapter_times(),
     }
