@@ -34,11 +34,12 @@ __all__ = ["AUTO", "CPU_BATCH_SIZE", "REMOTE_BATCH_SIZE", "auto_batch_size", "re
            "turn_ids", "left_pad", "stop_ids", "Finished", "run_batches"]
 
 AUTO = "auto"
-# the embedded model's steered trials per minute on 2 cores, for the chapters' 96-token answers:
-# 38.6 at batch 32, 48.5 at 64, 39.6 at 128 (128 trials, one process, one run each). The matmuls
-# of a decoding step run far below the machine's peak with few rows (the unembedding: 16 GFLOP/s
-# at 24 rows, 32 at 96); why 128 rows are slower again was not measured
-CPU_BATCH_SIZE = 64
+# the embedded model's steered trials per minute on 2 cores, for the chapters' 96-token answers
+# (128 trials; `make bench`'s batch sweep, appendix A3): 52 at batch 32, 63 at 64, 76 at 128, and
+# in a second run 69 at 64, 78 at 128. The matmuls of a decoding step run far below the machine's
+# peak with few rows. Before the sampler worked in place, 128 rows were slower than 64 (39.6
+# against 48.5), probably from its fresh [rows x vocab] float64 buffers
+CPU_BATCH_SIZE = 128
 # NDIF schedules its own GPUs; 32 rows per request keeps one request's wait and payload modest
 REMOTE_BATCH_SIZE = 32
 MAX_AUTO_BATCH_SIZE = 256
@@ -77,7 +78,7 @@ def auto_batch_size(model, *, prompt_tokens: int, max_new_tokens: int,
     """The batch size for generation on this model's device.
 
     On a CUDA device: as many rows as fit in 80% of the free memory (`free_bytes`, read from the
-    device when not given), at most 256. On the CPU: 64, where 2 cores peak. On NDIF: 32.
+    device when not given), at most 256. On the CPU: 128, the fastest batch measured. On NDIF: 32.
     """
     if model.remote:
         return REMOTE_BATCH_SIZE
