@@ -193,9 +193,10 @@ def _trials_per_minute(model, sae, trials, sampling, batch: int) -> float:
     return round(60 * len(trials) / (time.perf_counter() - began), 1)
 
 
-def batch_sweep(model, sae, prompts, n_trials: int = 128) -> list[dict]:
+def batch_sweep(model, sae, prompts, n_trials: int = max(SWEEP_BATCH_SIZES)) -> list[dict]:
     """Steered trials per minute by batch size, at the chapters' answer length (96 tokens):
-    the measurement behind `batching.CPU_BATCH_SIZE`."""
+    the measurement behind `batching.CPU_BATCH_SIZE`. Even under --quick it generates enough
+    trials to fill the largest batch, or the largest sizes would measure the same batches."""
     from esr_utils.generation import Sampling
 
     sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=CHAPTER_TOKENS)
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 "roofline": roofline(model, batch=widest["batch"], context=context,
                                      peak_gflops=peak, bandwidth_gbs=bandwidth)},
         "batch_scaling": batch_scaling(model, sae, prompts),
-        "batch_sweep": batch_sweep(model, sae, prompts, 64 if args.quick else 128),
+        "batch_sweep": batch_sweep(model, sae, prompts),
         "decoding_options": decoding_options(model, sae, prompts),
         "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
         "chapters": chapter_times(),
