@@ -100,6 +100,13 @@ def _steered_trials(prompts, sae, n: int, seed: int = 0):
             for i in range(n)]
 
 
+def _sampling(new_tokens: int):
+    """The benchmark's sampling: the embedded model's temperature and repetition penalty."""
+    from esr_utils.generation import Sampling
+
+    return Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=new_tokens)
+
+
 def _steps_run(records) -> int:
     """Decoding steps the batch ran: it stops only when every row has ended."""
     return max(r["n_new_tokens"] + int(r["hit_eos"]) for r in records)
@@ -107,9 +114,9 @@ def _steps_run(records) -> int:
 
 def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
     """Steered generation against plain transformers `generate`, same batch, length and sampling."""
-    from esr_utils.generation import Sampling, generate_trials, tokenize_chats
+    from esr_utils.generation import generate_trials, tokenize_chats
 
-    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    sampling = _sampling(NEW_TOKENS)
     rows = []
     for batch in BATCH_SIZES:
         trials = _steered_trials(prompts, sae, batch)
@@ -142,13 +149,12 @@ def steered_vs_plain(model, sae, prompts, repeats: int) -> list[dict]:
 
 def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
     """Trials per minute for generate + offline judge + store, with a profile of where time goes."""
-    from esr_utils.generation import Sampling
     from esr_utils.judging import make_judge
     from esr_utils.protocol import judged_trials
 
     judge = make_judge("offline")
     trials = _steered_trials(prompts, sae, n_trials, seed=1)
-    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    sampling = _sampling(NEW_TOKENS)
     profile = cProfile.Profile()
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
@@ -176,9 +182,7 @@ def end_to_end(model, sae, prompts, n_trials: int, batch: int) -> dict:
 
 def batch_scaling(model, sae, prompts) -> dict:
     """Steered trials per minute at batch 1 against batch 16 (16 trials each)."""
-    from esr_utils.generation import Sampling
-
-    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    sampling = _sampling(NEW_TOKENS)
     trials = _steered_trials(prompts, sae, 16, seed=2)
     rates = {batch: _trials_per_minute(model, sae, trials, sampling, batch) for batch in (1, 16)}
     return {"trials_per_minute_batch_1": rates[1], "trials_per_minute_batch_16": rates[16],
@@ -197,9 +201,7 @@ def batch_sweep(model, sae, prompts, n_trials: int = max(SWEEP_BATCH_SIZES)) -> 
     """Steered trials per minute by batch size, at the chapters' answer length (96 tokens):
     the measurement behind `batching.CPU_BATCH_SIZE`. Even under --quick it generates enough
     trials to fill the largest batch, or the largest sizes would measure the same batches."""
-    from esr_utils.generation import Sampling
-
-    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=CHAPTER_TOKENS)
+    sampling = _sampling(CHAPTER_TOKENS)
     trials = _steered_trials(prompts, sae, n_trials, seed=3)
     return [{"batch": batch, "trials": n_trials, "new_tokens": CHAPTER_TOKENS,
              "trials_per_minute": _trials_per_minute(model, sae, trials, sampling, batch)}
@@ -209,11 +211,12 @@ def batch_sweep(model, sae, prompts, n_trials: int = max(SWEEP_BATCH_SIZES)) -> 
 def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
     """Steered tokens per second with each attention kernel and KV cache transformers offers
     here, at one batch: whether the defaults (SDPA, a cache that grows) are the fastest."""
-    from esr_utils.generation import Sampling, generate_trials
+    from esr_utils.generation import generate_trials
 
-    sampling = Sampling(temperature=0.6, repetition_penalty=1.1, max_new_tokens=NEW_TOKENS)
+    sampling = _sampling(NEW_TOKENS)
     trials = _steered_trials(prompts, sae, batch, seed=4)
     default_attention = model.hf.config._attn_implementation
+    default_cache = model.hf.generation_config.cache_implementation
     rows = []
     try:
         for attention in ("sdpa", "eager"):
@@ -221,8 +224,8 @@ def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
                 model.hf.set_attn_implementation(attention)
                 model.hf.generation_config.cache_implementation = (
                     None if cache == "dynamic" else cache)
-                generate_trials(model, trials[:8], sae=sae, sampling=Sampling(
-                    max_new_tokens=4), batch_size=8, progress=False)  # warm-up
+                generate_trials(model, trials[:8], sae=sae, sampling=_sampling(4), batch_size=8,
+                                progress=False)  # warm-up
                 began = time.perf_counter()
                 records = generate_trials(model, trials, sae=sae, sampling=sampling,
                                           batch_size=batch, progress=False)
@@ -231,7 +234,7 @@ def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
                              "tokens_per_s": round(tokens / (time.perf_counter() - began), 1)})
     finally:
         model.hf.set_attn_implementation(default_attention)
-        model.hf.generation_config.cache_implementation = None
+        model.hf.generation_config.cache_implementation = default_cache
     return rows
 
 
