@@ -4,7 +4,7 @@ condition-versus-baseline rates (the paper's §3.4, Fig. 5, App. A.3.3, Fig. 19)
 **Layer.** The ablation acts where the steering acts: `generation` applies both in one
 intervention at the steering layer. The paper's code does the same for Llama-3.3-70B: it steers
 and zero-ablates at layer 33, encoding that residual with the Goodfire SAE trained on layer 50.
-`ablation_replay` takes the layer explicitly and refuses any other than the run's steering layer,
+`ablation_replays` takes the layer explicitly and refuses any other than the run's steering layer,
 rather than silently ablating elsewhere.
 """
 
@@ -17,12 +17,12 @@ import numpy as np
 
 from esr_utils.esr_run import EsrRun
 from esr_utils.metrics import Rate, rate_difference, summarize, wilson_interval
-from esr_utils.protocol import replay
+from esr_utils.protocol import replays
 from esr_utils.recovery import recovery_rates
 
 __all__ = ["PAPER_70B_ABLATION", "activity_profile", "matched_random_sets", "match_tolerance",
-           "check_ablation_layer", "ablation_replay", "condition_rows", "recovery_rows",
-           "printable"]
+           "check_ablation_layer", "ablation_replays", "ablation_replay", "condition_rows",
+           "recovery_rows", "printable"]
 
 # the paper code's 70B setting, stated as data: steering and ablation layer, SAE read-out layer
 PAPER_70B_ABLATION = {"model": "llama-3.3-70b-instruct", "ablation_layer": 33, "sae_layer": 50}
@@ -99,11 +99,12 @@ def check_ablation_layer(run: EsrRun, layer: int | None) -> int:
     return int(layer)
 
 
-def ablation_replay(run: EsrRun, latents: Sequence[int], *, model, sae, judge,
-                    directory: str | Path, ablation_layer: int | None = None,
-                    new_seeds: int | None = None, compute: str = "allow",
-                    progress: bool = True) -> list[dict]:
-    """Chapter 2's steered trials again with `latents` zero-ablated at `ablation_layer`.
+def ablation_replays(run: EsrRun, sets: Sequence[tuple[str | Path, Sequence[int]]], *, model,
+                     sae, judge, ablation_layer: int | None = None,
+                     new_seeds: int | None = None, compute: str = "allow",
+                     progress: bool = True) -> list[list[dict]]:
+    """Chapter 2's steered trials again, once per `(directory, latents)` in `sets`, with those
+    latents zero-ablated at `ablation_layer`; all generated together (fuller batches).
 
     The empty set with `new_seeds=None` reproduces the stored trials exactly (the baseline);
     with `new_seeds` every condition shares the same fresh seeds.
@@ -112,9 +113,16 @@ def ablation_replay(run: EsrRun, latents: Sequence[int], *, model, sae, judge,
     if model.spec.steering_layer != run.layer:
         raise ValueError(f"{model.spec.name} steers at layer {model.spec.steering_layer}, the "
                          f"run at {run.layer}: replay the run with its own model")
-    return replay(run, model=model, sae=sae, judge=judge, directory=directory,
-                  ablate=[int(k) for k in latents], new_seeds=new_seeds, compute=compute,
-                  progress=progress)
+    changes = [dict(directory=directory, ablate=[int(k) for k in latents], new_seeds=new_seeds)
+               for directory, latents in sets]
+    return replays(run, changes, model=model, sae=sae, judge=judge, compute=compute,
+                   progress=progress)
+
+
+def ablation_replay(run: EsrRun, latents: Sequence[int], *, directory: str | Path,
+                    **kwargs) -> list[dict]:
+    """`ablation_replays` of one set."""
+    return ablation_replays(run, [(directory, latents)], **kwargs)[0]
 
 
 def _rate_columns(label: str, r: Rate, ref: Rate | None) -> dict:

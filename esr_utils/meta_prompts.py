@@ -99,22 +99,19 @@ def replay_folder(root: str | Path, model: str, condition: str, replicate: int,
     return Path(root) / model / name / f"seeds-{replicate}"
 
 
-def replay_conditions(replay, run: EsrRun, names: Sequence[str], salts: Sequence[int], *,
+def replay_conditions(replays, run: EsrRun, names: Sequence[str], salts: Sequence[int], *,
                       root: str | Path, model_name: str, condition: str = "steered"
                       ) -> dict[str, list[dict]]:
     """Each named condition (`BASELINE` or a variant id) replayed with the same fresh seeds,
     one replicate per salt, each stored in its own folder: name -> records of all replicates.
 
-    `replay(run, meta_prompt=..., new_seeds=..., directory=..., condition=...)` is
-    `protocol.replay` with the model, SAE and judge bound; `condition` is the stored
-    condition replayed ("steered", or "baseline" for the same trials without steering).
+    `replays(run, changes)` is `protocol.replays` with the model, SAE and judge bound, so that
+    every condition and replicate is generated in one call; `condition` is the stored condition
+    replayed ("steered", or "baseline" for the same trials without steering).
     """
-    out = {}
-    for name in check_variants(names, baseline=True):
-        out[name] = []
-        for i, salt in enumerate(salts):
-            out[name] += replay(run, meta_prompt=VARIANTS.get(name), new_seeds=salt,
-                                condition=condition,
-                                directory=replay_folder(root, model_name, name, i,
-                                                        condition == "steered"))
-    return out
+    names = check_variants(names, baseline=True)
+    changes = [dict(meta_prompt=VARIANTS.get(name), new_seeds=salt, condition=condition,
+                    directory=replay_folder(root, model_name, name, i, condition == "steered"))
+               for name in names for i, salt in enumerate(salts)]
+    outputs = iter(replays(run, changes))
+    return {name: [r for _ in salts for r in next(outputs)] for name in names}

@@ -22,10 +22,12 @@ from pathlib import Path
 from esr_utils.esr_run import EsrRun
 from esr_utils.finetuning.examples import first_sentences
 from esr_utils.judging.regrade import judge_stored
-from esr_utils.prefill import PrefillEpisodes, continue_episodes
+from esr_utils.plans import PlannedTrials, judged_plans
+from esr_utils.prefill import PrefillEpisodes, plan_continuation
 
 __all__ = ["RESTART_SENTENCE", "ONTOPIC_CONDITIONS", "ON_TOPIC_SCORE", "forced_openings",
-           "ontopic_condition", "continuation_scores", "genuine_recovery_scores", "stays_on_topic"]
+           "ontopic_condition", "plan_ontopic", "with_continuation_scores",
+           "continuation_scores", "genuine_recovery_scores", "stays_on_topic"]
 
 # a plain restart sentence written for this control (not one of the organism's training
 # wordings verbatim)
@@ -65,10 +67,24 @@ def ontopic_condition(run: EsrRun, episodes: PrefillEpisodes, openings: Sequence
                       compute: str = "allow", progress: bool = True) -> list[dict]:
     """The episodes continued, steering on at the stored boost, from `openings`; each record
     gains `continuation_score`, the judge's score of the continuation read on its own."""
-    records = continue_episodes(run, episodes, openings, boost_scale=1.0, model=model, sae=sae,
-                                judge=judge, directory=directory,
-                                max_new_tokens=max_new_tokens, compute=compute,
-                                progress=progress)
+    plan = plan_ontopic(run, episodes, openings, directory=directory,
+                        max_new_tokens=max_new_tokens)
+    records = judged_plans(model, [plan], judge=judge, sae=sae, compute=compute,
+                           progress=progress)[0]
+    return with_continuation_scores(records, judge, directory, compute=compute)
+
+
+def plan_ontopic(run: EsrRun, episodes: PrefillEpisodes, openings: Sequence[str], *,
+                 directory: str | Path, max_new_tokens: int) -> PlannedTrials:
+    """`ontopic_condition`'s trials, planned; once run (`plans.judged_plans`), give its records
+    to `with_continuation_scores`."""
+    return plan_continuation(run, episodes, openings, boost_scale=1.0, directory=directory,
+                             max_new_tokens=max_new_tokens)
+
+
+def with_continuation_scores(records: Sequence[dict], judge, directory: str | Path, *,
+                             compute: str = "allow") -> list[dict]:
+    """The records, each with `continuation_score` (stored in `<directory>/continuation_only`)."""
     scores = continuation_scores(records, judge, Path(directory) / "continuation_only",
                                  compute=compute)
     return [{**r, "continuation_score": s} for r, s in zip(records, scores)]

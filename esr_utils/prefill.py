@@ -23,12 +23,13 @@ import numpy as np
 from esr_utils.esr_run import EsrRun
 from esr_utils.generation import Sampling
 from esr_utils.metrics import summarize, wilson_interval
-from esr_utils.protocol import replay
+from esr_utils.plans import PlannedTrials, judged_plans
+from esr_utils.protocol import plan_replay
 from esr_utils.threshold_search import trial_seed
 
 __all__ = ["cut_prefix", "cut_text", "RESTART_CUT", "token_prefix", "restart_position",
-           "PrefillEpisodes", "sample_episodes", "prefill_episodes", "continue_episodes",
-           "prefill_condition", "rate_rows", "METRICS"]
+           "PrefillEpisodes", "sample_episodes", "prefill_episodes", "plan_continuation",
+           "plan_prefill", "prefill_condition", "rate_rows", "METRICS"]
 
 # (summary key, what it measures) as reported per cut point
 METRICS = (("multi_attempt_rate", "self-correction"),
@@ -178,31 +179,38 @@ def prefill_episodes(records: Sequence[dict], cut: int | str, tokenizer=None) ->
     return PrefillEpisodes(cut, kept, prefixes, short, restarted, unplaced, ids)
 
 
-def continue_episodes(run: EsrRun, episodes: PrefillEpisodes, prefixes: Sequence[str], *,
-                      boost_scale: float, model, sae, judge, directory: str | Path,
-                      max_new_tokens: int, compute: str = "allow",
-                      progress: bool = True) -> list[dict]:
+def plan_continuation(run: EsrRun, episodes: PrefillEpisodes, prefixes: Sequence[str], *,
+                      boost_scale: float, directory: str | Path,
+                      max_new_tokens: int) -> PlannedTrials:
     """The episodes replayed from forced answer openings `prefixes` (one per episode), at the
     stored seeds and sampling but `max_new_tokens` continuation tokens, boosts times
-    `boost_scale`: the shared step of the prefill and on-topic-prefix controls."""
+    `boost_scale`, planned: the shared step of the prefill and on-topic-prefix controls."""
     if not episodes.records:
-        return []
+        return PlannedTrials((), (), directory)
     sampling = Sampling.from_record(episodes.records[0], max_new_tokens=max_new_tokens)
     subset = replace(run, records={"steered": list(episodes.records)})
-    return replay(subset, model=model, sae=sae, judge=judge, directory=directory,
-                  assistant_prefix=list(prefixes), boost_scale=boost_scale, sampling=sampling,
-                  compute=compute, progress=progress)
+    return plan_replay(subset, directory=directory, assistant_prefix=list(prefixes),
+                       boost_scale=boost_scale, sampling=sampling)
+
+
+def plan_prefill(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool,
+                 directory: str | Path, max_new_tokens: int) -> PlannedTrials:
+    """The episodes continued from their prefixes, steering off (boost 0, latent kept) or on (the
+    stored boost), at the stored seeds and sampling but `max_new_tokens` continuation tokens,
+    planned (run it with `plans.judged_plans`, alone or with other conditions)."""
+    return plan_continuation(run, episodes, episodes.openings,
+                             boost_scale=1.0 if steered else 0.0, directory=directory,
+                             max_new_tokens=max_new_tokens)
 
 
 def prefill_condition(run: EsrRun, episodes: PrefillEpisodes, *, steered: bool, model, sae,
                       judge, directory: str | Path, max_new_tokens: int,
                       compute: str = "allow", progress: bool = True) -> list[dict]:
-    """The episodes continued from their prefixes, steering off (boost 0, latent kept) or on (the
-    stored boost), at the stored seeds and sampling but `max_new_tokens` continuation tokens."""
-    return continue_episodes(run, episodes, episodes.openings,
-                             boost_scale=1.0 if steered else 0.0, model=model, sae=sae,
-                             judge=judge, directory=directory, max_new_tokens=max_new_tokens,
-                             compute=compute, progress=progress)
+    """`plan_prefill`, generated and judged on its own."""
+    plan = plan_prefill(run, episodes, steered=steered, directory=directory,
+                        max_new_tokens=max_new_tokens)
+    return judged_plans(model, [plan], judge=judge, sae=sae, compute=compute,
+                        progress=progress)[0]
 
 
 def rate_rows(records: Sequence[dict], **labels) -> list[dict]:

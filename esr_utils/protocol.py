@@ -15,7 +15,6 @@ import numpy as np
 
 from esr_utils.esr_run import EsrRun, ProtocolSettings, serialisable_summary, sweep_levels
 from esr_utils.generation import Sampling, Trial, generate_trials
-from esr_utils.judging.regrade import judge_stored
 from esr_utils.latent_selection import (
     prompt_token_maxima,
     rate_concreteness,
@@ -28,6 +27,7 @@ from esr_utils.meta_prompts import assemble
 from esr_utils.metrics import trial_metrics
 from esr_utils.models import LoadedModel
 from esr_utils.neuronpedia import sae_labels
+from esr_utils.plans import PlannedTrials, judged_plans, judged_trials
 from esr_utils.prompts import conversation_text
 from esr_utils.residual import (
     boost_unit,
@@ -41,30 +41,8 @@ from esr_utils.steering import Steering
 from esr_utils.threshold_search import boost_prior, search_thresholds, trial_seed
 
 __all__ = ["judged_trials", "choose_latents", "calibrate", "esr_trials", "sweep_levels",
-           "sweep_trials", "run_protocol", "replay", "latent_labels", "unlabelled"]
-
-_JUDGE_CHUNK = 64
-
-
-def judged_trials(model: LoadedModel, trials: Sequence[Trial], labels: Sequence[str], *, judge,
-                  directory: str | Path, sae=None, sampling: Sampling | None = None,
-                  batch_size: int = 8, compute: str = "allow", progress: bool = True
-                  ) -> list[dict]:
-    """Generated and judged records for `trials`, in order; both halves stored and resumable.
-
-    Generations go to `<directory>/trials.jsonl`, verdicts to `<directory>/verdicts.jsonl`.
-    `labels[i]` is what the judge is told trial i was steered toward ("" for none).
-    """
-    if len(labels) != len(trials):
-        raise ValueError(f"{len(labels)} labels for {len(trials)} trials")
-    records = generate_trials(model, trials, sae=sae, sampling=sampling, batch_size=batch_size,
-                              store=ResultsStore(directory, "trials"), compute=compute,
-                              progress=progress)
-    # verdicts are keyed by the trial and by the judge's name and code, so a judge change
-    # grades again instead of reusing stale verdicts
-    return judge_stored(judge, [{**r, "label": label} for r, label in zip(records, labels)],
-                        directory, compute=compute, chunk=_JUDGE_CHUNK)
-
+           "sweep_trials", "run_protocol", "plan_replay", "replays", "replay",
+           "latent_labels", "unlabelled"]
 
 def choose_latents(model, sae, prompts, settings: ProtocolSettings, *, label_store=None,
                    judge=None, directory: Path | None = None, compute: str = "allow"):
@@ -215,38 +193,39 @@ def run_protocol(model, sae, judge, prompts, settings: ProtocolSettings, directo
                  labels={k: label(k) for k in latents}, funnel=funnel, prior=prior,
                  bounds=bounds, thresholds=estimates, calibration_counts=counts,
                  directory=directory)
-    common = dict(judge=judge, sae=sae, sampling=_sampling(model, settings.max_new_tokens),
-                  batch_size=settings.batch_size, compute=compute)
+    # the ESR run, its baseline and the sweep share their sampling: one generation call
+    common = dict(sampling=_sampling(model, settings.max_new_tokens),
+                  batch_size=settings.batch_size)
     boosts = {k: run.threshold(k) for k in latents}
+    plans = {}
     for condition, steer in (("steered", True), ("baseline", False)):
         trials = esr_trials(prompts, latents, boosts, settings, steer=steer)
         labels = [run.labels[k] for k in latents for _ in range(len(trials) // len(latents))]
-        run.records[condition] = judged_trials(model, trials, labels,
-                                               directory=directory / condition, **common)
+        plans[condition] = PlannedTrials(trials, labels, directory / condition, **common)
     if sweep:
         run.sweep_levels = sweep_levels(boosts.values(), settings.sweep_levels)[0]
         chosen = latents[: settings.sweep_latents or len(latents)]
         trials = sweep_trials(prompts, chosen, run.sweep_levels, settings)
-        run.records["sweep"] = judged_trials(model, trials,
-                                             [run.labels[k] for k in chosen
-                                              for _ in range(len(trials) // len(chosen))],
-                                             directory=directory / "sweep", **common)
+        plans["sweep"] = PlannedTrials(trials, [run.labels[k] for k in chosen
+                                                for _ in range(len(trials) // len(chosen))],
+                                       directory / "sweep", **common)
+    outputs = judged_plans(model, list(plans.values()), judge=judge, sae=sae, compute=compute)
+    run.records.update(zip(plans, outputs))
     run.metrics = {c: serialisable_summary(r) for c, r in run.records.items()}
     run.save()
     return run
 
 
-def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path,
-           condition: str = "steered", ablate: Sequence[int] = (), meta_prompt: str | None = None,
-           new_seeds: int | None = None,
-           assistant_prefix: str | Sequence[str | Sequence[int]] | None = None,
-           boost_scale: float = 1.0, steer_tokens: int | None = None,
-           sampling: Sampling | None = None, compute: str = "allow",
-           progress: bool = True) -> list[dict]:
-    """The stored `condition`'s trials again, changed only as asked, judged, in stored order.
+def plan_replay(run: EsrRun, *, directory: str | Path, condition: str = "steered",
+                ablate: Sequence[int] = (), meta_prompt: str | None = None,
+                new_seeds: int | None = None,
+                assistant_prefix: str | Sequence[str | Sequence[int]] | None = None,
+                boost_scale: float = 1.0, steer_tokens: int | None = None,
+                sampling: Sampling | None = None) -> PlannedTrials:
+    """The stored `condition`'s trials again, changed only as asked, planned (not yet run).
 
     Args:
-        model: the model to generate with (the run's own, or e.g. a fine-tuned organism).
+        directory: where the replay's trials and verdicts are stored.
         ablate: latents zero-ablated in every trial (on top of the steering).
         meta_prompt: appended to each user prompt as "{prompt} {meta_prompt}"
             (`meta_prompts.assemble`); "[latent label]" in it is replaced by the steered
@@ -270,7 +249,6 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         if len(prefixes) != len(stored):
             raise ValueError(f"{len(prefixes)} assistant prefixes for the {len(stored)} stored "
                              f"{condition!r} trials: give one per trial, or one for all")
-    sampling = sampling or Sampling.from_record(stored[0])
     trials, labels = [], []
     for r, prefix in zip(stored, prefixes):
         label = r.get("label", "")
@@ -282,9 +260,25 @@ def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path
         trials.append(Trial(prompt, steering, seed=seed, assistant_prefix="" if ids else prefix,
                             prefix_tokens=ids))
         labels.append(label)
-    return judged_trials(model, trials, labels, judge=judge, directory=directory, sae=sae,
-                         sampling=sampling, batch_size=run.settings.batch_size, compute=compute,
-                         progress=progress)
+    return PlannedTrials(trials, labels, directory, sampling or Sampling.from_record(stored[0]),
+                         run.settings.batch_size)
+
+
+def replays(run: EsrRun, changes: Sequence[dict], *, model: LoadedModel, sae, judge,
+            compute: str = "allow", progress: bool = True) -> list[list[dict]]:
+    """Several replays of the run, the i-th `plan_replay(run, **changes[i])` (each with its own
+    `directory`), generated together in fuller batches and judged, each in stored order."""
+    return judged_plans(model, [plan_replay(run, **c) for c in changes], judge=judge, sae=sae,
+                        compute=compute, progress=progress)
+
+
+def replay(run: EsrRun, *, model: LoadedModel, sae, judge, directory: str | Path,
+           compute: str = "allow", progress: bool = True, **changes) -> list[dict]:
+    """The stored trials again, changed only as `changes` ask (`plan_replay`'s arguments),
+    generated with `model` (the run's own, or e.g. a fine-tuned organism), judged, in stored
+    order."""
+    return replays(run, [dict(changes, directory=directory)], model=model, sae=sae,
+                   judge=judge, compute=compute, progress=progress)[0]
 
 
 def latent_labels(spec):

@@ -16,7 +16,7 @@ from esr_utils.judging.clients import call_counts
 from esr_utils.paths import REPO_ROOT
 from esr_utils.provenance import installed_versions
 
-__all__ = ["ResultsStore", "package_versions", "git_revision", "write_run_card"]
+__all__ = ["ResultsStore", "RoutedStore", "package_versions", "git_revision", "write_run_card"]
 
 _TRACKED_PACKAGES = ("esr_utils", "torch", "transformers", "nnsight", "sae-lens", "numpy",
                      "papermill", "jupyter-book")
@@ -55,6 +55,35 @@ class ResultsStore:
 
     def __len__(self) -> int:
         return len(self._log)
+
+
+class RoutedStore:
+    """Several `ResultsStore`s written as one by a single generation call over several
+    conditions (`plans.judged_plans`): `routes` pairs each store with the `content_id`s of its
+    trials. A record is stored in every store whose route holds its content id, and counts as
+    stored only once all of those stores hold it, so no folder is left incomplete."""
+
+    def __init__(self, routes: Iterable[tuple[ResultsStore, Iterable[str]]]):
+        self._routes = [(store, frozenset(ids)) for store, ids in routes]
+        self.path = "; ".join(str(store.path) for store, _ in self._routes)
+
+    def records(self) -> list[dict]:
+        wanted: dict[str, int] = {}
+        for _, ids in self._routes:
+            for content in ids:
+                wanted[content] = wanted.get(content, 0) + 1
+        found: dict[str, list[dict]] = {}
+        for store, ids in self._routes:
+            for r in store.records():
+                if r.get("content_id") in ids:
+                    found.setdefault(r["trial_id"], []).append(r)
+        return [rs[0] for rs in found.values() if len(rs) == wanted[rs[0]["content_id"]]]
+
+    def append(self, records: Iterable[dict]) -> list[dict]:
+        records, written = list(records), []
+        for store, ids in self._routes:
+            written += store.append([r for r in records if r.get("content_id") in ids])
+        return written
 
 
 def package_versions() -> dict[str, str]:

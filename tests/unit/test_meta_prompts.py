@@ -21,7 +21,7 @@ from esr_utils.meta_prompts import (
     replay_folder,
 )
 from esr_utils.prompts import chat_text
-from esr_utils.protocol import judged_trials, replay
+from esr_utils.protocol import judged_trials, replay, replays
 from esr_utils.steering import Steering
 
 # App. A.3.2, word for word
@@ -120,9 +120,9 @@ def test_an_empty_meta_prompt_replays_the_baseline_exactly(small_run, tiny_model
 
 def test_conditions_share_seeds_and_have_their_own_folders(small_run, tiny_model, tiny_sae,
                                                            tmp_path):
-    def bound(run, **kw):
-        return replay(run, model=tiny_model, sae=tiny_sae, judge=CountingJudge(),
-                      progress=False, **kw)
+    def bound(run, changes):
+        return replays(run, changes, model=tiny_model, sae=tiny_sae, judge=CountingJudge(),
+                       progress=False)
     out = replay_conditions(bound, small_run, [BASELINE, "stay_on_topic", SELF_MONITOR],
                             [5, 6], root=tmp_path, model_name="tiny")
     assert list(out) == [BASELINE, "stay_on_topic", SELF_MONITOR]
