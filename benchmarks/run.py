@@ -208,6 +208,40 @@ def batch_sweep(model, sae, prompts, n_trials: int = max(SWEEP_BATCH_SIZES)) -> 
             for batch in SWEEP_BATCH_SIZES]
 
 
+# a forced answer opening, cut at 100-400 characters per row, as chapter 3's prefill cuts are
+OPENING = ("Bananas grow in bunches called hands, and a single plant can carry a heavy stem of "
+           "them before it is cut down. Farmers in the tropics plant them in rows, keep the soil "
+           "wet, and harvest the fruit while it is still green so that it ripens on its way to "
+           "the market. The yellow colour comes later, as starch turns to sugar, and the peel "
+           "darkens in spots when the fruit is ripe enough to eat, which is also when it tastes "
+           "sweetest.")
+
+
+def planned_conditions(model, sae, prompts, n_conditions: int = 4, rows: int = 24) -> dict:
+    """Chapter 3's shape: `n_conditions` small conditions of `rows` steered trials, each forced
+    to open with 100-400 characters and continued for 96 tokens, generated one call each, then
+    the same trials planned together in one call (`plans.judged_plans` without the judge):
+    steered trials per minute, each way."""
+    from dataclasses import replace
+
+    from esr_utils.batching import CPU_BATCH_SIZE
+
+    sampling = _sampling(CHAPTER_TOKENS)
+    trials = [replace(t, assistant_prefix=OPENING[:100 + 100 * (i % 4)].rsplit(" ", 1)[0])
+              for i, t in enumerate(_steered_trials(prompts, sae, n_conditions * rows, seed=5))]
+    began = time.perf_counter()
+    for c in range(n_conditions):
+        _trials_per_minute(model, sae, trials[c * rows:(c + 1) * rows], sampling, CPU_BATCH_SIZE)
+    alone = round(60 * len(trials) / (time.perf_counter() - began), 1)
+    together = _trials_per_minute(model, sae, trials, sampling, CPU_BATCH_SIZE)
+    return {"conditions": n_conditions, "rows_each": rows, "opening_chars": "100-400",
+            "new_tokens": CHAPTER_TOKENS, "batch_size": CPU_BATCH_SIZE,
+            "one_call_each_trials_per_minute": alone,
+            "planned_together_trials_per_minute": together,
+            "speedup": round(together / alone, 2),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
     """Steered tokens per second with each attention kernel and KV cache transformers offers
     here, at one batch: whether the defaults (SDPA, a cache that grows) are the fastest."""
@@ -257,6 +291,15 @@ def machine() -> dict:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+# measurements `--only` can refresh on their own: (model, sae, prompts, quick) -> result
+_REMEASURABLE = {
+    "batch_sweep": lambda model, sae, prompts, quick: batch_sweep(model, sae, prompts),
+    "decoding_options": lambda model, sae, prompts, quick: decoding_options(model, sae, prompts),
+    "planned_conditions": lambda model, sae, prompts, quick: planned_conditions(
+        model, sae, prompts, n_conditions=2 if quick else 4),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from esr_utils.models import load_model
     from esr_utils.prompts import load_prompts
@@ -268,8 +311,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chapters-only", action="store_true",
                         help="only refresh the chapters' times from the runner's reports, "
                              "keeping the speed figures already in --out")
+    parser.add_argument("--only", nargs="+", choices=sorted(_REMEASURABLE),
+                        help="measure only these again, keeping every other figure in --out "
+                             "(each records when it was measured)")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 2
+    if args.only:
+        results = json.loads(args.out.read_text())
+        model, sae, prompts = load_model(device="cpu"), load_sae(), load_prompts()
+        for name in args.only:
+            results[name] = _REMEASURABLE[name](model, sae, prompts, args.quick)
+            print(name, json.dumps(results[name], indent=2), flush=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {', '.join(args.only)} into {args.out}")
+        return 0
     if args.chapters_only:
         results = json.loads(args.out.read_text())
         results["chapters"] = chapter_times()
@@ -299,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_scaling": batch_scaling(model, sae, prompts),
         "batch_sweep": batch_sweep(model, sae, prompts),
         "decoding_options": decoding_options(model, sae, prompts),
+        "planned_conditions": _REMEASURABLE["planned_conditions"](model, sae, prompts,
+                                                                  args.quick),
         "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
         "chapters": chapter_times(),
     }

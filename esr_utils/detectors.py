@@ -104,6 +104,9 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return out
 
 
+_READ_TOKENS = 8192  # padded tokens per forward pass of answer_token_stats
+
+
 @dataclass
 class AnswerStats:
     """Per pair and latent, over the answer's tokens: mean, active share, max ([n_pairs, d_sae])."""
@@ -129,27 +132,33 @@ def answer_token_stats(model, sae, prompts: Sequence[str], answers: Sequence[str
     if batch_size == AUTO:  # a forward pass over the longest conversation, nothing generated
         batch_size = auto_batch_size(model, max_new_tokens=0,
                                      prompt_tokens=max(s + n for s, n in zip(starts, lengths)))
-    out = {"mean": [], "freq": [], "max": []}
-    n_tokens = []
-    for begin in tqdm(range(0, len(texts), batch_size), desc="reading answers",
-                      disable=not progress):
-        batch = tokenize_texts(tok, texts[begin:begin + batch_size])
+    # read in order of length, in batches of at most _READ_TOKENS padded tokens: a batch
+    # padded to its longest answer wastes up to half its compute when lengths vary widely
+    order = sorted(range(len(texts)), key=lambda i: starts[i] + lengths[i])
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) == batch_size
+                        or (len(current) + 1) * (starts[i] + lengths[i]) > _READ_TOKENS):
+            batches.append(current)
+            current = []
+        current.append(i)
+    batches.append(current)
+    stats: dict[int, tuple] = {}
+    for rows in tqdm(batches, desc="reading answers", disable=not progress):
+        batch = tokenize_texts(tok, [texts[i] for i in rows])
         hidden = model.read_residuals(batch, [layer])[layer]
         width = batch["input_ids"].shape[1]
-        for row in range(hidden.shape[0]):
-            i = begin + row
+        for row, i in enumerate(rows):
             pad = width - int(batch["attention_mask"][row].sum())
             lo = pad + starts[i]
             h = hidden[row, lo:min(lo + lengths[i], width)]
             if len(h) == 0:
                 raise ValueError(f"answer {i} has no tokens: {answers[i]!r}")
             acts = sae.encode(h.to(sae.W_enc.device, sae.W_enc.dtype)).float().cpu()
-            out["mean"].append(acts.mean(0))
-            out["freq"].append((acts > 0).float().mean(0))
-            out["max"].append(acts.amax(0))
-            n_tokens.append(len(h))
-    return AnswerStats(**{k: torch.stack(v).numpy() for k, v in out.items()},
-                       n_tokens=np.asarray(n_tokens))
+            stats[i] = (acts.mean(0), (acts > 0).float().mean(0), acts.amax(0), len(h))
+    mean, freq, top, n_tokens = zip(*(stats[i] for i in range(len(texts))))
+    return AnswerStats(mean=torch.stack(mean).numpy(), freq=torch.stack(freq).numpy(),
+                       max=torch.stack(top).numpy(), n_tokens=np.asarray(n_tokens))
 
 
 def contrast(off: AnswerStats, on: AnswerStats) -> dict[str, np.ndarray]:

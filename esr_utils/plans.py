@@ -49,18 +49,23 @@ def judged_plans(model: LoadedModel, plans: Sequence[PlannedTrials], *, judge, s
                  compute: str = "allow", progress: bool = True) -> list[list[dict]]:
     """Each plan's generated and judged records, in its order; resumable like `judged_trials`.
 
-    Plans with the same sampling and batch size are generated in one `generate_trials` call;
-    each record is stored in the folder of every plan that holds its trial
-    (`<directory>/trials.jsonl`), and each plan is judged into `<directory>/verdicts.jsonl`.
+    Plans with the same sampling and batch size are generated in one `generate_trials` call
+    (plans steered for their first k tokens only in a call of their own); each record is
+    stored in the folder of every plan that holds its trial (`<directory>/trials.jsonl`), and
+    each plan is judged into `<directory>/verdicts.jsonl`.
     """
     groups: dict[tuple, list[int]] = {}
     for i, plan in enumerate(plans):
         sampling = plan.sampling or Sampling.for_model(model.spec)
+        # a batch holding a row steered for its first k tokens only is generated in rounds,
+        # each reading the whole context again (`batching.run_batches`): such plans share
+        # batches only with each other, so that other rows do not pay for the extra reads
+        early_stop = any(t.steering.steer_tokens is not None for t in plan.trials)
         if plan.trials:
-            groups.setdefault((sampling, plan.batch_size), []).append(i)
+            groups.setdefault((sampling, plan.batch_size, early_stop), []).append(i)
     generated: list[list[dict]] = [[] for _ in plans]
     layer = model.spec.steering_layer  # the layer generate_trials steers at by default
-    for (sampling, batch_size), members in groups.items():
+    for (sampling, batch_size, _), members in groups.items():
         if len(members) == 1:
             store = ResultsStore(plans[members[0]].directory, "trials")
         else:  # one call, each record routed to its plan's folder by what it asks for

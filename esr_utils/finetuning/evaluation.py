@@ -25,7 +25,7 @@ from transformers import LogitsProcessorList
 
 from esr_utils.batching import AUTO
 from esr_utils.finetuning.examples import restart_sentences as family_sentences
-from esr_utils.generation import SeededSampler, Trial, generate_trials, tokenize_texts
+from esr_utils.generation import Sampling, SeededSampler, Trial, generate_trials, tokenize_texts
 from esr_utils.judging.segmenting import is_restart, split_sentences
 from esr_utils.metrics import wilson_interval as wilson
 from esr_utils.prompts import chat_text
@@ -88,7 +88,7 @@ def wording_shares(sentences: Sequence[str]) -> dict[str, float]:
 @torch.no_grad()
 def prefill_continuations(model, prompts: Sequence[str], prefixes: Sequence[str], *,
                           seeds: Sequence[int], max_new_tokens: int = 48,
-                          temperature: float = 0.6, batch_size: int = 16,
+                          temperature: float = 0.6, batch_size: int = 32,
                           progress: bool = True) -> list[str]:
     """Continue each `prefix` placed at the start of the assistant turn, unsteered.
 
@@ -118,14 +118,22 @@ def steered_responses(model, sae, prompts: Sequence[str], latents: Sequence[int]
                       boosts: Sequence[float], *, seed: int = 0, max_new_tokens: int = 96,
                       batch_size: int | str = AUTO, progress: bool = True) -> list[dict]:
     """One response per (prompt, latent, boost); boost 0 is the unsteered answer."""
-    from esr_utils.generation import Sampling
+    return _responses(model, sae, _response_trials(prompts, latents, boosts, seed),
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
-    trials = [Trial(p, Steering(k, float(b)) if b else Steering(), seed=seed + 7919 * j + i)
-              for j, (k, b) in enumerate((k, b) for k in latents for b in boosts)
-              for i, p in enumerate(prompts)]
+
+def _response_trials(prompts: Sequence[str], latents: Sequence[int], boosts: Sequence[float],
+                     seed: int) -> list[Trial]:
+    return [Trial(p, Steering(k, float(b)) if b else Steering(), seed=seed + 7919 * j + i)
+            for j, (k, b) in enumerate((k, b) for k in latents for b in boosts)
+            for i, p in enumerate(prompts)]
+
+
+def _responses(model, sae, trials: Sequence[Trial], *, max_new_tokens: int,
+               batch_size: int | str = AUTO, progress: bool = True) -> list[dict]:
     sampling = Sampling.for_model(model.spec, max_new_tokens=max_new_tokens)
-    records = generate_trials(model, trials, sae=sae if any(boosts) else None, sampling=sampling,
-                              batch_size=batch_size, progress=progress)
+    records = generate_trials(model, trials, sae=sae if any(t.uses_sae for t in trials) else None,
+                              sampling=sampling, batch_size=batch_size, progress=progress)
     for r in records:
         r["restart_sentences"] = restart_sentences_in(r["response"])
     return records
@@ -156,11 +164,13 @@ def compare_models(models: dict, sae, prompts: Sequence[str], prefixes: Sequence
         cont = prefill_continuations(model, prompts, prefixes,
                                      seeds=[seed + i for i in range(len(prompts))],
                                      max_new_tokens=max_new_tokens, progress=progress)
-        plain = [r for s in range(n_seeds) for r in steered_responses(
-            model, None, prompts, [None], [0.0], seed=seed + 101 * s,
-            max_new_tokens=max_new_tokens, progress=progress)]
-        steered = steered_responses(model, sae, steer_prompts, latents, boosts, seed=seed,
-                                    max_new_tokens=max_new_tokens, progress=progress)
+        plain = [t for s in range(n_seeds)
+                 for t in _response_trials(prompts, [None], [0.0], seed + 101 * s)]
+        steered = _response_trials(steer_prompts, latents, boosts, seed)
+        # plain and steered answers in one generation call: fuller batches
+        records = _responses(model, sae, plain + steered, max_new_tokens=max_new_tokens,
+                             progress=progress)
+        plain, steered = records[:len(plain)], records[len(plain):]
         out[name] = {
             "prefill": restart_rate(cont),
             "unsteered": restart_rate([r["response"] for r in plain]),

@@ -80,6 +80,17 @@ def test_plans_with_other_sampling_are_generated_apart(tiny_model, tiny_sae, tmp
     assert all(r["max_new_tokens"] == 3 for r in out[3])
 
 
+def test_plans_steered_for_their_first_tokens_only_are_generated_apart(tiny_model, tiny_sae,
+                                                                       tmp_path, counted_calls):
+    # their batches run in rounds that read the context again; other plans must not share them
+    a, b = _conditions(tmp_path)
+    first_k = PlannedTrials([Trial("Hi?", Steering(2, 1.0, steer_tokens=2), seed=1)], ["two"],
+                            tmp_path / "k", SHORT)
+    judged_plans(tiny_model, [a, first_k, b], judge=CountingJudge(), sae=tiny_sae,
+                 progress=False)
+    assert sorted(counted_calls) == [1, 3]
+
+
 def test_a_trial_shared_by_two_plans_is_stored_in_both_folders(tiny_model, tiny_sae, tmp_path,
                                                                counted_calls):
     trial = Trial("Hi?", Steering(2, 1.0), seed=1)
