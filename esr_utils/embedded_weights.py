@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from esr_utils.paths import cache_dir
+from esr_utils.paths import cache_dir, cache_lock
 
 __all__ = ["embedded_gguf_path", "dense_cache_for", "embedded_dense_dir"]
 
@@ -44,12 +44,18 @@ def dense_cache_for(gguf: Path) -> Path:
 
 def embedded_dense_dir() -> Path:
     """The embedded model as a plain transformers folder, dequantized once into the user cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = embedded_gguf_path()
     target = dense_cache_for(gguf)
-    if (target / "done.json").exists():
-        return target
+    if not (target / "done.json").exists():
+        with cache_lock(target.name):  # another process may be building it: wait, then reuse
+            if not (target / "done.json").exists():
+                _dequantize(gguf, target)
+    return target
+
+
+def _dequantize(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -69,4 +75,3 @@ def embedded_dense_dir() -> Path:
     (tmp / "done.json").write_text(json.dumps(done))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ __all__ = [
     "EXECUTED_NOTEBOOKS_DIR",
     "RESULTS_DIR",
     "cache_dir",
+    "cache_lock",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,3 +38,22 @@ def cache_dir() -> Path:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "esr_utils"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def cache_lock(name: str):
+    """Hold an exclusive lock on `<cache>/locks/<name>.lock` while building a cached folder.
+
+    Two processes that need the same folder (the test workers, two notebooks at once) take
+    turns: the second waits, then finds the folder built. Callers check again inside the lock.
+    """
+    import fcntl  # POSIX only, like the Makefile
+
+    folder = cache_dir() / "locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

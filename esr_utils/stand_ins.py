@@ -86,9 +86,13 @@ def _card(spec) -> dict:
 
 def model_dir(spec) -> Path:
     """The stand-in's transformers folder (config, weights, tokenizer), built on first use."""
+    from esr_utils.paths import cache_lock
+
     folder = stand_in_dir(spec.name)
     if not _fresh(folder, spec):
-        _build(folder, spec)
+        with cache_lock(f"stand_in-{spec.name}"):  # another process may be building it
+            if not _fresh(folder, spec):
+                _build(folder, spec)
     return folder / "model"
 
 
