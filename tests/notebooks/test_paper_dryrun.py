@@ -17,8 +17,7 @@ from esr_utils.runner import DRY_RUN_KEYS, execute_notebook, profile_session, to
 
 PROFILE = "paper-dryrun"
 STEMS = toc_notebooks()
-# one group: these run in file order on one worker, sharing one results folder
-pytestmark = [pytest.mark.notebooks, pytest.mark.xdist_group("paper-dryrun")]
+pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ from esr_utils.runner import execute_notebook, toc_notebooks
 from .html_checks import check_built_book
 
 STEMS = toc_notebooks()
-# one group: these run in file order on one worker, sharing one smoke book (see pyproject)
-pytestmark = [pytest.mark.notebooks, pytest.mark.xdist_group("smoke-book")]
+pytestmark = pytest.mark.notebooks
 SOLUTION_TAG = "exercise-solution"
 _DROPDOWN = re.compile(r"^(?P<fence>:{3,}|`{3,})\{dropdown\}[^\n]*\n(?P<body>.*?)^(?P=fence)\s*$",
                        flags=re.M | re.S)
