@@ -17,6 +17,7 @@ __all__ = [
     "RESULTS_DIR",
     "cache_dir",
     "cache_lock",
+    "file_lock",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -41,19 +42,26 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def cache_lock(name: str):
-    """Hold an exclusive lock on `<cache>/locks/<name>.lock` while building a cached folder.
+def file_lock(path: Path):
+    """Hold an exclusive lock on the file `path` (created if missing) for the `with` block.
 
-    Two processes that need the same folder (the test workers, two notebooks at once) take
-    turns: the second waits, then finds the folder built. Callers check again inside the lock.
+    Two processes that build the same cached folder or update the same report take turns.
     """
     import fcntl  # POSIX only, like the Makefile
 
-    folder = cache_dir() / "locks"
-    folder.mkdir(exist_ok=True)
-    with open(folder / f"{name}.lock", "w") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_lock(name: str):
+    """`file_lock` on `<cache>/locks/<name>.lock`, held while a cached folder is built.
+
+    The second process (a test worker, a second notebook) waits, then finds the folder built;
+    callers check again inside the lock.
+    """
+    return file_lock(cache_dir() / "locks" / f"{name}.lock")

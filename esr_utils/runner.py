@@ -6,6 +6,7 @@ source notebook `notebooks/<stem>.ipynb`, executed into `book/notebooks/<stem>.i
     python -m esr_utils.runner --profile smoke            # all chapters, in TOC order
     python -m esr_utils.runner --profile cpu --only 01_steering_setup
     python -m esr_utils.runner --profile paper-dryrun    # paper code paths on tiny stand-ins
+    python -m esr_utils.runner --profile cpu --jobs 2    # two chapters at a time (esr_utils.lanes)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 
 from esr_utils.config import PROFILES, check_parameters, load_profile, notebook_parameters
 from esr_utils.memory import ChildPeakMemory
-from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
+from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR, file_lock
 
 __all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters",
            "record_execution", "main"]
@@ -179,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
     parser.add_argument("--skip-preflight", action="store_true",
                         help="do not check keys, GPU, disk and NDIF before running")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="chapters run side by side, the cores shared out (esr_utils.lanes)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for each chapter's kernel (default: torch's own)")
     args = parser.parse_args(argv)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be at least 1")
 
     stems = toc_notebooks()
     if args.only:
@@ -194,19 +201,58 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.jobs > 1 and len(stems) > 1:
+        return _run_in_lanes(args, stems)
     with profile_session(args.profile) as stub:
         return _run_chapters(args, stems, stub)
 
 
-def _run_chapters(args, stems: list[str], stub=None) -> int:
-    if not args.skip_preflight:
-        from esr_utils.preflight import PreflightError
+def _run_in_lanes(args, stems: list[str]) -> int:
+    """Each chapter in a runner process of its own (`--only`), `args.jobs` at a time; each child
+    starts its profile's session itself and records its chapter in the report."""
+    import subprocess
 
-        try:
-            preflight_chapters(args.profile, stems)
-        except PreflightError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    from esr_utils.lanes import run_in_lanes
+
+    if not args.skip_preflight and _preflight_failed(args.profile, stems):
+        return 2
+
+    def run_one(stem: str, threads: int) -> bool:
+        # one write per line: two lanes' prints must not interleave within a line
+        sys.stdout.write(f"[{args.profile}] {stem} starts, {threads} thread(s)\n")
+        sys.stdout.flush()
+        command = [sys.executable, "-m", "esr_utils.runner", "--profile", args.profile,
+                   "--only", stem, "--skip-preflight", "--threads", str(threads)]
+        return subprocess.run(command).returncode == 0
+
+    began = time.perf_counter()
+    status = run_in_lanes(stems, run_one, jobs=args.jobs, keep_going=args.keep_going)
+    print(f"[{args.profile}] {len(stems)} chapters, {args.jobs} at a time, in "
+          f"{(time.perf_counter() - began) / 60:.1f} min: "
+          + ", ".join(f"{s} {v}" for s, v in status.items()), flush=True)
+    for stem, outcome in status.items():
+        if outcome == "skipped":
+            record_execution(args.profile, stem, {
+                "status": "failed", "error": "skipped: a chapter it needs failed"})
+    return 0 if set(status.values()) == {"ok"} else 1
+
+
+def _preflight_failed(profile: str, stems: list[str]) -> bool:
+    from esr_utils.preflight import PreflightError
+
+    try:
+        preflight_chapters(profile, stems)
+    except PreflightError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return True
+    return False
+
+
+def _run_chapters(args, stems: list[str], stub=None) -> int:
+    if not args.skip_preflight and _preflight_failed(args.profile, stems):
+        return 2
+    if args.threads:  # the kernels inherit it; a chapter's own THREADS may not exceed it
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     failed = []
     for stem in stems:
         print(f"[{args.profile}] {stem} ...", flush=True)
@@ -214,7 +260,8 @@ def _run_chapters(args, stems: list[str], stub=None) -> int:
             stub.faults = list(DRY_RUN_FAULTS)
         try:
             with ChildPeakMemory() as memory:
-                seconds = execute_notebook(stem, args.profile)
+                seconds = execute_notebook(stem, args.profile,
+                                           overrides=_thread_overrides(args, stem))
         except Exception as err:  # report every failing chapter, then fail the run
             print(f"[{args.profile}] {stem} FAILED: {type(err).__name__}: {err}", flush=True)
             failed.append(stem)
@@ -225,8 +272,17 @@ def _run_chapters(args, stems: list[str], stub=None) -> int:
             continue
         print(f"[{args.profile}] {stem} done in {seconds:.0f} s", flush=True)
         record_execution(args.profile, stem, {"status": "ok", "seconds": round(seconds, 1),
-                                              "peak_rss_mb": memory.peak_mb})
+                                              "peak_rss_mb": memory.peak_mb,
+                                              "threads": args.threads})
     return 1 if failed else 0
+
+
+def _thread_overrides(args, stem: str) -> dict:
+    """`--threads` caps a chapter's own THREADS parameter (chapter 6 sets torch's threads)."""
+    threads = notebook_parameters(args.profile, stem).get("THREADS")
+    if args.threads and threads is not None and threads > args.threads:
+        return {"THREADS": args.threads}
+    return {}
 
 
 def record_execution(profile: str, stem: str, entry: dict) -> Path:
@@ -239,11 +295,11 @@ def record_execution(profile: str, stem: str, entry: dict) -> Path:
     from esr_utils.results import git_revision
 
     path = EXECUTED_NOTEBOOKS_DIR / f"execution_report_{profile}.json"
-    report = json.loads(path.read_text()) if path.exists() else {}
-    report[stem] = {**entry, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "git": git_revision()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    with file_lock(path.with_name(path.name + ".lock")):  # chapters side by side (--jobs)
+        report = json.loads(path.read_text()) if path.exists() else {}
+        report[stem] = {**entry, "git": git_revision(),
+                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path.write_text(json.dumps(report, indent=2))
     return path
 
 
