@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from esr_utils.paths import cache_dir, cache_lock
+from esr_utils.paths import build_once, cache_dir
 
 __all__ = ["embedded_gguf_path", "dense_cache_for", "embedded_dense_dir"]
 
@@ -46,10 +46,7 @@ def embedded_dense_dir() -> Path:
     """The embedded model as a plain transformers folder, dequantized once into the user cache."""
     gguf = embedded_gguf_path()
     target = dense_cache_for(gguf)
-    if not (target / "done.json").exists():
-        with cache_lock(target.name):  # another process may be building it: wait, then reuse
-            if not (target / "done.json").exists():
-                _dequantize(gguf, target)
+    build_once(target.name, (target / "done.json").exists, lambda: _dequantize(gguf, target))
     return target
 
 

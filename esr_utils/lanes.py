@@ -17,7 +17,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from esr_utils.paths import NOTEBOOKS_DIR
 
-__all__ = ["chapter_needs", "run_in_lanes"]
+__all__ = ["chapter_needs", "run_in_lanes", "threads_per_job"]
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """Torch threads for each of `jobs` processes sharing `cores` (the machine's; at least 1)."""
+    return max(1, (cores or os.cpu_count() or 1) // jobs)
 
 
 def chapter_needs(stem: str) -> list[str]:
@@ -60,7 +65,7 @@ def run_in_lanes(stems: list[str], run_one: Callable[[str, int], bool], *, jobs:
                 if len(running) >= jobs or (alone and running):
                     break
                 if all(status.get(n) == "ok" for n in needs[stem]):
-                    threads = cores if alone else max(1, cores // jobs)
+                    threads = cores if alone else threads_per_job(jobs, cores)
                     running[pool.submit(run_one, stem, threads)] = stem
                     pending.remove(stem)
             if not running:

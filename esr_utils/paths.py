@@ -17,6 +17,7 @@ __all__ = [
     "RESULTS_DIR",
     "cache_dir",
     "cache_lock",
+    "build_once",
     "file_lock",
 ]
 
@@ -59,9 +60,17 @@ def file_lock(path: Path):
 
 
 def cache_lock(name: str):
-    """`file_lock` on `<cache>/locks/<name>.lock`, held while a cached folder is built.
-
-    The second process (a test worker, a second notebook) waits, then finds the folder built;
-    callers check again inside the lock.
-    """
+    """`file_lock` on `<cache>/locks/<name>.lock`, held while a cached folder is built."""
     return file_lock(cache_dir() / "locks" / f"{name}.lock")
+
+
+def build_once(name: str, done, build) -> None:
+    """Call `build()` unless `done()`, holding `cache_lock(name)` while it builds.
+
+    A second process (a test worker, a second notebook) that finds the folder unbuilt waits for
+    the lock, then checks again, and reuses what the first one built.
+    """
+    if not done():
+        with cache_lock(name):
+            if not done():
+                build()

@@ -86,13 +86,10 @@ def _card(spec) -> dict:
 
 def model_dir(spec) -> Path:
     """The stand-in's transformers folder (config, weights, tokenizer), built on first use."""
-    from esr_utils.paths import cache_lock
+    from esr_utils.paths import build_once
 
     folder = stand_in_dir(spec.name)
-    if not _fresh(folder, spec):
-        with cache_lock(f"stand_in-{spec.name}"):  # another process may be building it
-            if not _fresh(folder, spec):
-                _build(folder, spec)
+    build_once(f"stand_in-{spec.name}", lambda: _fresh(folder, spec), lambda: _build(folder, spec))
     return folder / "model"
 
 

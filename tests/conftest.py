@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-# Under pytest-xdist the cores are shared out: one torch thread per worker on 2 cores. Two
-# workers of 2 threads each oversubscribe the cores and run slower than one worker alone (2
-# steered-generation processes of 2 threads each made < 45 trials/min together where one made
-# 61; of 1 thread each, 79). The notebook kernels the tests start inherit the variable.
+from esr_utils.lanes import threads_per_job
+
+# Under pytest-xdist the cores are shared out as `runner --jobs` shares them (one torch thread
+# per worker on 2 cores; esr_utils.lanes says why): two workers of 2 threads each oversubscribe
+# the cores. The notebook kernels the tests start inherit the variable.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    _threads = threads_per_job(int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from esr_utils.finetuning.examples import ORGANISM_DATA_DIR
-from esr_utils.paths import cache_dir, cache_lock
+from esr_utils.paths import build_once, cache_dir
 
 __all__ = [
     "ADAPTER_DIR",
@@ -109,9 +109,8 @@ def merged_dense_dir(base_dir: Path, folder: Path = ADAPTER_DIR, name: str = "sm
     verify_adapter(folder)
     sha = adapter_sha256(folder)
     target = cache_dir() / f"{name}-{sha[:10]}-{Path(base_dir).name}"
-    with cache_lock(target.name):  # another process may be merging it: wait, then reuse
-        if (target / "done.json").exists():
-            return target
+
+    def merge() -> None:
         tmp = target.with_name(target.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
@@ -121,4 +120,6 @@ def merged_dense_dir(base_dir: Path, folder: Path = ADAPTER_DIR, name: str = "sm
         (tmp / "done.json").write_text(json.dumps({"adapter_sha256": sha, "base": str(base_dir)}))
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
+
+    build_once(target.name, (target / "done.json").exists, merge)
     return target
