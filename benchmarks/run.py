@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from esr_utils.hardware import matmul_peak_gflops
 from esr_utils.paths import REPO_ROOT
 
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results.json"
@@ -29,19 +30,6 @@ BATCH_SIZES = (1, 8, 32)
 NEW_TOKENS = 48
 SWEEP_BATCH_SIZES = (32, 64, 128)
 CHAPTER_TOKENS = 96  # the cpu chapters' answer length
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 matmul rate of this machine (GFLOP/s): the denominator of model FLOPs
-    utilisation."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm up the BLAS threads
-    best = 0.0
-    for _ in range(repeats):
-        began = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - began) / 1e9)
-    return best
 
 
 def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:

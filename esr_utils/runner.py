@@ -23,11 +23,15 @@ from pathlib import Path
 import yaml
 
 from esr_utils.config import PROFILES, check_parameters, load_profile, notebook_parameters
+from esr_utils.hardware import matmul_peak_gflops
 from esr_utils.memory import ChildPeakMemory
 from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR, file_lock
 
 __all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters",
-           "record_execution", "main"]
+           "record_execution", "main", "WHOLE_BOOK"]
+
+# the report's entry for a run of every chapter: its wall time, beside each chapter's own
+WHOLE_BOOK = "whole book"
 
 
 def _toc_files(node) -> list[str]:
@@ -201,10 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    whole_book = stems == toc_notebooks()
+    # the machine's speed beside the book's wall time: the same book takes 3x longer on a day
+    # whose matmul peak is 3x lower (appendix A3)
+    peak = round(matmul_peak_gflops(), 1) if whole_book else None
+    began = time.perf_counter()
     if args.jobs > 1 and len(stems) > 1:
-        return _run_in_lanes(args, stems)
-    with profile_session(args.profile) as stub:
-        return _run_chapters(args, stems, stub)
+        code = _run_in_lanes(args, stems)
+    else:
+        with profile_session(args.profile) as stub:
+            code = _run_chapters(args, stems, stub)
+    if whole_book and code != 2:  # 2: stopped before the first chapter
+        record_execution(args.profile, WHOLE_BOOK, {
+            "status": "ok" if code == 0 else "failed", "jobs": args.jobs,
+            "seconds": round(time.perf_counter() - began, 1), "matmul_peak_gflops": peak})
+    return code
 
 
 def _run_in_lanes(args, stems: list[str]) -> int:

@@ -113,6 +113,25 @@ def test_each_chapter_is_reported_as_it_finishes_and_others_are_kept(tmp_path, m
     assert all(entry["git"] and entry["finished_at"] for entry in report.values())
 
 
+def test_a_whole_book_run_records_its_wall_time_and_the_machine_speed(tmp_path, monkeypatch):
+    """Side by side (`--jobs`), the chapters' times add up to more than the book's wall time, so
+    a run of every chapter records that wall time too; a run of some chapters does not."""
+    import json
+
+    from esr_utils import runner
+
+    monkeypatch.setattr(runner, "EXECUTED_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(runner, "execute_notebook", lambda stem, profile, **kw: 1.0)
+    monkeypatch.setattr(runner, "matmul_peak_gflops", lambda: 123.456)
+    assert runner.main(["--profile", "smoke", "--only", "A2_judges", "--skip-preflight"]) == 0
+    path = tmp_path / "execution_report_smoke.json"
+    assert runner.WHOLE_BOOK not in json.loads(path.read_text())
+    assert runner.main(["--profile", "smoke", "--skip-preflight"]) == 0
+    entry = json.loads(path.read_text())[runner.WHOLE_BOOK]
+    assert entry["status"] == "ok" and entry["jobs"] == 1
+    assert entry["matmul_peak_gflops"] == 123.5 and 0 <= entry["seconds"] < 60
+
+
 @pytest.mark.parametrize("latent_id, message", [
     (99999, r"LATENT_ID 99999 is out of range for smollm2-135m-instruct's SAE, which has 2304 "
             r"latents: use an id in 0\.\.2303"),
