@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from esr_utils.execution_report import read_reports
 from esr_utils.hardware import matmul_peak_gflops
 from esr_utils.paths import REPO_ROOT
 
@@ -260,16 +261,6 @@ def decoding_options(model, sae, prompts, batch: int = 64) -> list[dict]:
     return rows
 
 
-def chapter_times() -> dict:
-    """Wall time and peak memory of every chapter from the runner's last reports, per profile."""
-    from esr_utils.paths import EXECUTED_NOTEBOOKS_DIR
-
-    out = {}
-    for path in sorted(EXECUTED_NOTEBOOKS_DIR.glob("execution_report_*.json")):
-        out[path.stem.removeprefix("execution_report_")] = json.loads(path.read_text())
-    return out
-
-
 def machine() -> dict:
     from esr_utils.results import package_versions
 
@@ -315,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.chapters_only:
         results = json.loads(args.out.read_text())
-        results["chapters"] = chapter_times()
+        results["chapters"] = read_reports()
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results["chapters"], indent=2))
         print(f"wrote the chapters' times into {args.out}")
@@ -345,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "planned_conditions": _REMEASURABLE["planned_conditions"](model, sae, prompts,
                                                                   args.quick),
         "end_to_end": end_to_end(model, sae, prompts, 16 if args.quick else 48, 16),
-        "chapters": chapter_times(),
+        "chapters": read_reports(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

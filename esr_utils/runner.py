@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -23,15 +22,12 @@ from pathlib import Path
 import yaml
 
 from esr_utils.config import PROFILES, check_parameters, load_profile, notebook_parameters
+from esr_utils.execution_report import WHOLE_BOOK, record_execution
 from esr_utils.hardware import matmul_peak_gflops
 from esr_utils.memory import ChildPeakMemory
-from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR, file_lock
+from esr_utils.paths import BOOK_DIR, EXECUTED_NOTEBOOKS_DIR, NOTEBOOKS_DIR
 
-__all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters",
-           "record_execution", "main", "WHOLE_BOOK"]
-
-# the report's entry for a run of every chapter: its wall time, beside each chapter's own
-WHOLE_BOOK = "whole book"
+__all__ = ["toc_notebooks", "execute_notebook", "profile_session", "preflight_chapters", "main"]
 
 
 def _toc_files(node) -> list[str]:
@@ -298,24 +294,6 @@ def _thread_overrides(args, stem: str) -> dict:
     if args.threads and threads is not None and threads > args.threads:
         return {"THREADS": args.threads}
     return {}
-
-
-def record_execution(profile: str, stem: str, entry: dict) -> Path:
-    """Add one chapter's outcome to `execution_report_<profile>.json` as soon as it is known.
-
-    Each chapter keeps its latest entry, stamped with the time and the code revision, so a run
-    of a few chapters (`--only`) or a run that stopped half-way leaves the others' entries in
-    place; the benchmark appendix reads the report (`benchmarks.run.chapter_times`).
-    """
-    from esr_utils.results import git_revision
-
-    path = EXECUTED_NOTEBOOKS_DIR / f"execution_report_{profile}.json"
-    with file_lock(path.with_name(path.name + ".lock")):  # chapters side by side (--jobs)
-        report = json.loads(path.read_text()) if path.exists() else {}
-        report[stem] = {**entry, "git": git_revision(),
-                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        path.write_text(json.dumps(report, indent=2))
-    return path
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_each_chapter_is_reported_as_it_finishes_and_others_are_kept(tmp_path, m
     latest times for the benchmark appendix."""
     import json
 
-    from esr_utils import runner
+    from esr_utils import execution_report, runner
 
     seconds = iter([12.0, 34.0])
 
@@ -100,7 +100,7 @@ def test_each_chapter_is_reported_as_it_finishes_and_others_are_kept(tmp_path, m
             raise RuntimeError("killed")
         return next(seconds)
 
-    monkeypatch.setattr(runner, "EXECUTED_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(execution_report, "REPORT_DIR", tmp_path)
     monkeypatch.setattr(runner, "execute_notebook", fake_execute)
     assert runner.main(["--profile", "smoke", "--only", "01_steering_setup",
                         "02_esr_across_models", "--skip-preflight"]) == 1
@@ -118,16 +118,16 @@ def test_a_whole_book_run_records_its_wall_time_and_the_machine_speed(tmp_path, 
     a run of every chapter records that wall time too; a run of some chapters does not."""
     import json
 
-    from esr_utils import runner
+    from esr_utils import execution_report, runner
 
-    monkeypatch.setattr(runner, "EXECUTED_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(execution_report, "REPORT_DIR", tmp_path)
     monkeypatch.setattr(runner, "execute_notebook", lambda stem, profile, **kw: 1.0)
     monkeypatch.setattr(runner, "matmul_peak_gflops", lambda: 123.456)
     assert runner.main(["--profile", "smoke", "--only", "A2_judges", "--skip-preflight"]) == 0
     path = tmp_path / "execution_report_smoke.json"
-    assert runner.WHOLE_BOOK not in json.loads(path.read_text())
+    assert execution_report.WHOLE_BOOK not in json.loads(path.read_text())
     assert runner.main(["--profile", "smoke", "--skip-preflight"]) == 0
-    entry = json.loads(path.read_text())[runner.WHOLE_BOOK]
+    entry = json.loads(path.read_text())[execution_report.WHOLE_BOOK]
     assert entry["status"] == "ok" and entry["jobs"] == 1
     assert entry["matmul_peak_gflops"] == 123.5 and 0 <= entry["seconds"] < 60
 

@@ -107,7 +107,7 @@ def test_every_chapter_that_reads_chapter_2_says_so():
 def test_the_runner_starts_each_chapter_in_a_process_of_its_own(monkeypatch, tmp_path):
     import subprocess
 
-    from esr_utils import runner
+    from esr_utils import execution_report, runner
 
     commands = []
 
@@ -116,7 +116,7 @@ def test_the_runner_starts_each_chapter_in_a_process_of_its_own(monkeypatch, tmp
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(runner, "EXECUTED_NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(execution_report, "REPORT_DIR", tmp_path)
     stems = ["01_steering_setup", "02_esr_across_models", "03_detection_vs_resistance"]
     assert runner.main(["--profile", "smoke", "--only", *stems, "--jobs", "2",
                         "--skip-preflight"]) == 0
