@@ -188,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--jobs and --threads must be at least 1")
 
-    stems = toc_notebooks()
+    chapters = toc_notebooks()
+    stems = chapters
     if args.only:
-        unknown = sorted(set(args.only) - set(stems))
+        unknown = sorted(set(args.only) - set(chapters))
         if unknown:
-            parser.error(f"not in book/_toc.yml: {unknown}; chapters are {stems}")
-        stems = [s for s in stems if s in args.only]
+            parser.error(f"not in book/_toc.yml: {unknown}; chapters are {chapters}")
+        stems = [s for s in chapters if s in args.only]
     # every chapter's parameters are checked before the first one runs
     try:
         for stem in stems:
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    whole_book = stems == toc_notebooks()
+    whole_book = stems == chapters
     # the machine's speed beside the book's wall time: the same book takes 3x longer on a day
     # whose matmul peak is 3x lower (appendix A3)
     peak = round(matmul_peak_gflops(), 1) if whole_book else None
